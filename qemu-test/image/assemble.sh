@@ -1,0 +1,62 @@
+#!/bin/sh
+# Assembles the VM's initramfs. Runs inside the build root (scripts/in-root.sh), with the
+# repository at /src, so that every binary and library comes from Debian 13, like the kernel.
+#
+# Usage: assemble.sh KVER MODDIR OUT
+set -eu
+KVER=$1
+MODDIR=$2
+OUT=$3
+stage=$OUT/initramfs
+rel=/src/target/buildroot/release
+
+# Kernel modules the tests need, from Debian's modules package, with their dependencies.
+MODULES="veth"
+
+rm -rf "$stage"
+mkdir -p "$stage"
+cd "$stage"
+mkdir -p bin sbin usr/bin usr/sbin usr/local/bin lib lib64 proc sys dev tmp etc root run \
+	lib/tcplog "lib/modules/$KVER" usr/share/tcplog
+
+# Copies an executable and the shared libraries it needs.
+copy_bin() {
+	install -D -m 0755 "$1" "$stage$2"
+	ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | while read -r lib; do
+		[ -e "$stage$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
+	done
+}
+
+copy_bin "$rel/tcplog" /usr/bin/tcplog
+copy_bin "$rel/tcplog-vm-tests" /usr/bin/tcplog-vm-tests
+copy_bin /usr/bin/ip /usr/local/bin/ip
+install -m 0644 /src/tcplog.ko lib/tcplog/tcplog.ko
+
+# busybox provides everything else; real tools in /usr/local/bin come first in PATH.
+cp /bin/busybox bin/busybox
+for applet in $(/bin/busybox --list-full); do
+	[ -e "$applet" ] || [ -L "$applet" ] || ln -s /bin/busybox "$applet"
+done
+
+for m in $MODULES; do
+	modprobe --show-depends -d "${MODDIR%/lib/modules/$KVER}" -S "$KVER" "$m" |
+		awk '$1 == "insmod" { print $2 }' | while read -r ko; do
+		dst=lib/modules/$KVER/${ko#"$MODDIR"/}
+		dst=${dst%.xz}
+		mkdir -p "$(dirname "$dst")"
+		xz -dc "$ko" >"$dst"
+	done
+done
+for f in modules.builtin modules.builtin.modinfo modules.order; do
+	if [ -e "$MODDIR/$f" ]; then cp "$MODDIR/$f" "lib/modules/$KVER/"; else : >"lib/modules/$KVER/$f"; fi
+done
+depmod -b "$stage" "$KVER"
+
+install -m 0755 /src/qemu-test/image/init init
+install -m 0755 /src/qemu-test/image/demo.sh usr/share/tcplog/demo.sh
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >etc/passwd
+printf 'root:x:0:\nnogroup:x:65534:\n' >etc/group
+echo tcplog-vm >etc/hostname
+
+find . | sort | cpio -o -H newc --quiet | gzip -1 >"$OUT/initramfs.cpio.gz"
+echo "initramfs: $(du -h "$OUT/initramfs.cpio.gz" | cut -f1) ($(find . -type f | wc -l) files)"

@@ -1,0 +1,31 @@
+//! tcplog's in-VM test suite. The VM's init runs it as root; it loads the module itself.
+//!
+//! Usage: `tcplog-vm-tests [FILTER]` runs the tests whose names contain FILTER (all by default).
+
+mod harness;
+mod sys;
+mod t_basic;
+
+use harness::Harness;
+
+/// The second serial port, read by the host.
+const REPORT: &str = "/dev/ttyS1";
+
+fn main() {
+    let filter = std::env::args().nth(1);
+    let mut h = Harness::new(filter, REPORT);
+
+    t_basic::load(&mut h);
+    t_basic::device(&mut h);
+    t_basic::unload(&mut h);
+    t_basic::kernel_log(&mut h);
+
+    h.finish();
+    if h.failed() > 0 {
+        h.note("kernel log follows");
+        for line in sys::dmesg().lines() {
+            h.note(line);
+        }
+    }
+    std::process::exit(if h.failed() > 0 { 1 } else { 0 });
+}

@@ -65,10 +65,164 @@ pub const fn ioc_size(cmd: u32) -> usize {
 /// 0xB9 is unassigned in `Documentation/userspace-api/ioctl/ioctl-number.rst`.
 pub const TCPLOG_IOC_TYPE: u8 = 0xB9;
 
+// Commands that change the module's state need the descriptor opened for writing (else EBADF,
+// ipl's rule) and CAP_NET_ADMIN (else EPERM). The others need neither.
+
 /// Returns the module's [`ABI_VERSION`](super::ABI_VERSION) as a `u32`.
 ///
 /// Needs no write access and no capability: it is how a reader checks that it can parse records.
 pub const TCPLOG_IOC_VERSION: u32 = ior::<u32>(TCPLOG_IOC_TYPE, 0x00);
+
+/// Enables logging. Changes state. Logs a CONFIG record if the state changed.
+pub const TCPLOG_IOC_ENABLE: u32 = io(TCPLOG_IOC_TYPE, 0x01);
+
+/// Disables logging: the hooks stop producing records; what is buffered stays readable.
+/// Changes state. Logs a CONFIG record if the state changed.
+pub const TCPLOG_IOC_DISABLE: u32 = io(TCPLOG_IOC_TYPE, 0x02);
+
+/// Fills a [`Status`].
+pub const TCPLOG_IOC_STATUS: u32 = ior::<Status>(TCPLOG_IOC_TYPE, 0x03);
+
+/// Discards every buffered record and writes the number of bytes discarded to the `u64`, like
+/// ipl's SIOCIPFFB. Changes state. Then logs a CONFIG record (item FLUSH).
+pub const TCPLOG_IOC_FLUSH: u32 = ior::<u64>(TCPLOG_IOC_TYPE, 0x04);
+
+/// Fills a [`Config`] with the current configuration.
+pub const TCPLOG_IOC_GET_CONFIG: u32 = ior::<Config>(TCPLOG_IOC_TYPE, 0x05);
+
+/// Replaces the configuration with a [`Config`]; EINVAL if any field is out of range or a
+/// reserved field is not zero. Changes state. Logs a CONFIG record per field that changed.
+pub const TCPLOG_IOC_SET_CONFIG: u32 = iow::<Config>(TCPLOG_IOC_TYPE, 0x06);
+
+/// Moves this descriptor past everything buffered: its next read returns only records produced
+/// after this call ("start from now"). Affects only this descriptor.
+pub const TCPLOG_IOC_SEEK_END: u32 = io(TCPLOG_IOC_TYPE, 0x07);
+
+/// Writes `Mark::count` MARK records carrying `Mark::value`, whether logging is enabled or not.
+/// Changes state (it writes into the log). EINVAL unless `1 <= count <= MAX_MARK_COUNT`.
+pub const TCPLOG_IOC_MARK: u32 = iow::<Mark>(TCPLOG_IOC_TYPE, 0x08);
+
+/// Most records one [`TCPLOG_IOC_MARK`] may write.
+pub const MAX_MARK_COUNT: u32 = 65536;
+
+/// The argument of [`TCPLOG_IOC_MARK`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// Carried in every record written.
+    pub value: u64,
+    /// How many records to write.
+    pub count: u32,
+    /// Reserved; zero.
+    pub _pad: u32,
+}
+
+/// The standard `FIONREAD` (`int *`): the bytes this descriptor can read now, a pending LOST
+/// record included; exactly what the next large enough read returns, if no record arrives between.
+pub const FIONREAD: u32 = 0x541B;
+
+/// The module's state, from [`TCPLOG_IOC_STATUS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// [`ABI_VERSION`](super::ABI_VERSION) of the module.
+    pub abi_version: u32,
+    /// 1 if logging is enabled, else 0.
+    pub enabled: u32,
+    /// Size of the ring in bytes.
+    pub ring_size: u64,
+    /// Bytes of the ring holding records now.
+    pub bytes_used: u64,
+    /// Records held now.
+    pub records_held: u64,
+    /// Records produced since load (the next record's sequence number).
+    pub records_produced: u64,
+    /// Records overwritten, oldest first, to make room for new ones.
+    pub records_overwritten: u64,
+    /// Records discarded by flushes.
+    pub records_flushed: u64,
+    /// Bytes discarded by flushes.
+    pub bytes_flushed: u64,
+    /// Sequence number of the oldest record held (equal to `records_produced` when empty).
+    pub oldest_seq: u64,
+    /// Open descriptors of the device.
+    pub readers: u32,
+    /// Reserved; zero.
+    pub _pad: u32,
+    /// Records a producer could not write at all (longer than `MAX_RECORD_LEN`: a bug if ever
+    /// nonzero, but counted rather than silent).
+    pub records_dropped: u64,
+    /// Records produced since load, by type ([`rtype`](super::rtype)).
+    pub produced_by_type: [u64; super::RECORD_TYPE_COUNT],
+}
+
+/// Maximum of [`Config::snap_len`].
+pub const MAX_SNAP_LEN: u32 = 4096;
+/// Default of [`Config::snap_len`], as ipl's 128 bytes of packet body.
+pub const DEFAULT_SNAP_LEN: u32 = 128;
+
+/// What the module logs, from [`TCPLOG_IOC_GET_CONFIG`] and for [`TCPLOG_IOC_SET_CONFIG`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Socket operations to log, a bit per operation.
+    pub event_mask: u64,
+    /// Option bits.
+    pub options: u64,
+    /// Bytes of packet payload kept in packet records, at most [`MAX_SNAP_LEN`].
+    pub snap_len: u32,
+    /// Reserved; zero.
+    pub _pad: u32,
+    /// Reserved for later fields; zero.
+    pub _reserved: [u64; 4],
+}
+
+/// Bits of [`Config::event_mask`] that name an operation.
+pub const VALID_EVENT_MASK: u64 = 0;
+/// Bits of [`Config::options`] that name an option.
+pub const VALID_OPTIONS: u64 = 0;
+
+impl Config {
+    /// The configuration the module loads with.
+    pub const DEFAULT: Config = Config {
+        event_mask: VALID_EVENT_MASK,
+        options: VALID_OPTIONS,
+        snap_len: DEFAULT_SNAP_LEN,
+        _pad: 0,
+        _reserved: [0; 4],
+    };
+
+    /// Whether every field is in range and every reserved field zero.
+    pub fn is_valid(&self) -> bool {
+        self.event_mask & !VALID_EVENT_MASK == 0
+            && self.options & !VALID_OPTIONS == 0
+            && self.snap_len <= MAX_SNAP_LEN
+            && self._pad == 0
+            && self._reserved == [0; 4]
+    }
+}
+
+// SAFETY: `repr(C)`, integers only, and the size assertions below prove there is no padding.
+unsafe impl super::Pod for Status {}
+// SAFETY: As above.
+unsafe impl super::Pod for Config {}
+// SAFETY: As above.
+unsafe impl super::Pod for Mark {}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<Status>() == 88 + 8 * super::RECORD_TYPE_COUNT);
+    assert!(offset_of!(Status, ring_size) == 8);
+    assert!(offset_of!(Status, oldest_seq) == 64);
+    assert!(offset_of!(Status, readers) == 72);
+    assert!(offset_of!(Status, records_dropped) == 80);
+    assert!(offset_of!(Status, produced_by_type) == 88);
+    assert!(size_of::<Config>() == 56);
+    assert!(size_of::<Mark>() == 16);
+    assert!(offset_of!(Config, options) == 8);
+    assert!(offset_of!(Config, snap_len) == 16);
+    assert!(offset_of!(Config, _reserved) == 24);
+};
 
 #[cfg(test)]
 mod tests {
@@ -99,7 +253,29 @@ mod tests {
     }
 
     #[test]
-    fn version_command() {
+    fn command_numbers_are_stable() {
         assert_eq!(TCPLOG_IOC_VERSION, 0x8004_b900);
+        assert_eq!(TCPLOG_IOC_ENABLE, 0xb901);
+        assert_eq!(TCPLOG_IOC_DISABLE, 0xb902);
+        assert_eq!(TCPLOG_IOC_STATUS, 0x8098_b903);
+        assert_eq!(TCPLOG_IOC_FLUSH, 0x8008_b904);
+        assert_eq!(TCPLOG_IOC_GET_CONFIG, 0x8038_b905);
+        assert_eq!(TCPLOG_IOC_SET_CONFIG, 0x4038_b906);
+        assert_eq!(TCPLOG_IOC_SEEK_END, 0xb907);
+        assert_eq!(TCPLOG_IOC_MARK, 0x4010_b908);
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        assert!(Config::DEFAULT.is_valid());
+        let mut c = Config::DEFAULT;
+        c.snap_len = MAX_SNAP_LEN + 1;
+        assert!(!c.is_valid());
+        c = Config::DEFAULT;
+        c._reserved[3] = 1;
+        assert!(!c.is_valid());
+        c = Config::DEFAULT;
+        c.event_mask = 1 << 63;
+        assert!(!c.is_valid());
     }
 }

@@ -7,14 +7,18 @@
 //! cannot slip through unnoticed. Any incompatible change bumps [`ABI_VERSION`].
 
 pub mod ioctl;
+pub mod pod;
+pub mod record;
 
 pub use ioctl::*;
+pub use pod::Pod;
+pub use record::*;
 
 /// Version of the ABI described by this crate.
 ///
 /// The module reports its own through [`TCPLOG_IOC_VERSION`]; the tool refuses to talk to a
 /// module whose version differs from the one it was built with.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Path of the device node the module registers.
 pub const DEVICE_PATH: &str = "/dev/tcplog";

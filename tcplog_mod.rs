@@ -7,9 +7,12 @@
 //!
 //! Where things are:
 //! - `ctl/src/abi/`: the device ABI, shared as source with the userspace tool.
-//! - `module/device.rs`: the misc device and its file operations.
+//! - `module/ring.rs`: the record ring buffer.
+//! - `module/log.rs`: the ring with its wait queue, switches and configuration.
+//! - `module/device.rs`: the misc device, its file operations and ioctls.
+//! - `module/reader.rs`: one open descriptor: its cursor, reads and poll.
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
 // The ABI is shared with userspace, where every item is public API; the module uses only a part.
 #[allow(dead_code, unreachable_pub, missing_docs)]
@@ -18,6 +21,14 @@ mod abi;
 
 #[path = "module/device.rs"]
 mod device;
+#[path = "module/identity.rs"]
+mod identity;
+#[path = "module/log.rs"]
+mod log;
+#[path = "module/reader.rs"]
+mod reader;
+#[path = "module/ring.rs"]
+mod ring;
 
 module! {
     type: TcpLog,
@@ -25,18 +36,47 @@ module! {
     authors: ["The tcplog developers"],
     description: "Logs TCP and UDP activity: socket events, connection summaries, packet headers",
     license: "GPL",
+    params: {
+        ring_kib: u32 {
+            default: 4096,
+            description: "Size of the record ring in KiB (64 to 262144, default 4096)",
+        },
+        enabled: bool {
+            default: true,
+            description: "Start with logging enabled (default true)",
+        },
+    },
 }
 
-#[pin_data]
 struct TcpLog {
-    #[pin]
-    dev: device::Registration,
+    // Fields drop in order: the device goes before the log it reads.
+    _dev: Pin<KBox<device::Registration>>,
+    _log: Arc<log::Log>,
 }
 
-impl kernel::InPlaceModule for TcpLog {
-    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
-            dev <- device::Registration::register(),
+impl kernel::Module for TcpLog {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let kib = module_parameters::ring_kib.value() as usize;
+        let size = kib.checked_mul(1024).ok_or(EINVAL)?;
+        if !(ring::MIN_RING_SIZE..=ring::MAX_RING_SIZE).contains(&size) {
+            pr_err!(
+                "ring_kib={} is out of range ({} to {})\n",
+                kib,
+                ring::MIN_RING_SIZE / 1024,
+                ring::MAX_RING_SIZE / 1024
+            );
+            return Err(EINVAL);
+        }
+        let log = log::Log::new(size, module_parameters::enabled.value())?;
+        let dev = KBox::pin_init(device::Registration::register(log.clone()), GFP_KERNEL)?;
+        pr_info!(
+            "loaded: ring of {} KiB, ABI version {}\n",
+            kib,
+            abi::ABI_VERSION
+        );
+        Ok(TcpLog {
+            _dev: dev,
+            _log: log,
         })
     }
 }

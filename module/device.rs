@@ -1,21 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The misc device `/dev/tcplog`.
+//! The misc device `/dev/tcplog`: registration, file operations and ioctls.
 //!
 //! The module builds its own `file_operations` rather than using `kernel::miscdevice`, because
 //! the device needs `poll` and a node mode of 0600, which that abstraction does not offer.
+//! `owner` pins the module while any descriptor is open, so `rmmod` is refused until the last
+//! one closes and no file operation can outlive the code it runs.
 
-use kernel::ffi::{c_int, c_long, c_uint, c_ulong};
+use core::mem::size_of;
 
 use kernel::{
     bindings,
     error::to_result,
+    ffi::{c_char, c_int, c_long, c_uint, c_ulong},
+    fs::File,
     prelude::*,
-    types::Opaque,
+    sync::{poll::PollTable, Arc},
+    transmute::{AsBytes, FromBytes},
+    types::{ForeignOwnable, Opaque},
     uaccess::{UserPtr, UserSlice},
 };
 
-use crate::abi;
+use crate::abi::{self, MarkBody, Pod};
+use crate::identity::Identity;
+use crate::log::Log;
+use crate::reader::Reader;
 
 /// Makes a C operations table usable as a `static`.
 struct AssertSync<T>(T);
@@ -27,6 +36,8 @@ static FOPS: AssertSync<bindings::file_operations> = AssertSync(bindings::file_o
     owner: kernel::module::this_module::<crate::LocalModule>().as_ptr(),
     open: Some(tcplog_open),
     release: Some(tcplog_release),
+    read: Some(tcplog_read),
+    poll: Some(tcplog_poll),
     unlocked_ioctl: Some(tcplog_ioctl),
     compat_ioctl: bindings::compat_ptr_ioctl,
     llseek: Some(bindings::noop_llseek),
@@ -43,18 +54,20 @@ static FOPS: AssertSync<bindings::file_operations> = AssertSync(bindings::file_o
 pub(crate) struct Registration {
     #[pin]
     misc: Opaque<bindings::miscdevice>,
+    log: Arc<Log>,
 }
 
-// SAFETY: `misc_deregister()` may be called from any thread, and `Registration` offers no
-// methods that touch the `miscdevice` through a shared reference.
+// SAFETY: `misc_deregister()` may be called from any thread, and a shared reference gives no
+// access to the `miscdevice` but through the VFS, which synchronises itself.
 unsafe impl Send for Registration {}
-// SAFETY: See above: a shared reference gives no access to the inner `miscdevice`.
+// SAFETY: As above; `log` is `Sync`.
 unsafe impl Sync for Registration {}
 
 impl Registration {
-    /// Registers the device node `/dev/tcplog`, mode 0600, owned by root.
-    pub(crate) fn register() -> impl PinInit<Self, Error> {
+    /// Registers the device node `/dev/tcplog`, mode 0600, owned by root, reading from `log`.
+    pub(crate) fn register(log: Arc<Log>) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            log,
             misc <- Opaque::try_ffi_init(|slot: *mut bindings::miscdevice| {
                 let misc = bindings::miscdevice {
                     minor: bindings::MISC_DYNAMIC_MINOR as c_int,
@@ -84,14 +97,105 @@ impl PinnedDrop for Registration {
     }
 }
 
-/// Handles one ioctl; `arg` is the userspace pointer of the command.
-fn ioctl(cmd: u32, arg: usize) -> Result<isize> {
+/// Whether the descriptor was opened for writing.
+fn opened_for_writing(file: &File) -> bool {
+    file.flags() & bindings::O_ACCMODE != bindings::O_RDONLY
+}
+
+// SAFETY: ABI structures are `Pod`: `repr(C)`, integers only, no padding, so any bytes are a
+// valid value and every byte of a value is initialised.
+unsafe impl FromBytes for abi::Config {}
+// SAFETY: As above.
+unsafe impl FromBytes for abi::Mark {}
+// SAFETY: As above.
+unsafe impl AsBytes for abi::Config {}
+// SAFETY: As above.
+unsafe impl AsBytes for abi::Status {}
+
+/// Reads the ioctl argument `T` from userspace.
+fn read_arg<T: FromBytes>(arg: usize) -> Result<T> {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .reader()
+        .read()
+}
+
+/// Writes the ioctl result `T` to userspace.
+fn write_arg<T: AsBytes>(arg: usize, value: &T) -> Result<isize> {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .writer()
+        .write(value)?;
+    Ok(0)
+}
+
+/// Handles one ioctl of a descriptor.
+fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    let log = reader.log();
+    let changes_state = matches!(
+        cmd,
+        abi::TCPLOG_IOC_ENABLE
+            | abi::TCPLOG_IOC_DISABLE
+            | abi::TCPLOG_IOC_FLUSH
+            | abi::TCPLOG_IOC_SET_CONFIG
+            | abi::TCPLOG_IOC_MARK
+    );
+    if changes_state {
+        if !opened_for_writing(file) {
+            return Err(EBADF);
+        }
+        // SAFETY: `capable()` only reads the current task's credentials.
+        if !unsafe { bindings::capable(bindings::CAP_NET_ADMIN as c_int) } {
+            return Err(EPERM);
+        }
+    }
     match cmd {
-        abi::TCPLOG_IOC_VERSION => {
-            let mut w =
-                UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<u32>()).writer();
-            w.write(&abi::ABI_VERSION)?;
+        abi::TCPLOG_IOC_VERSION => write_arg(arg, &abi::ABI_VERSION),
+        abi::TCPLOG_IOC_ENABLE => {
+            log.set_enabled(true, &Identity::current());
             Ok(0)
+        }
+        abi::TCPLOG_IOC_DISABLE => {
+            log.set_enabled(false, &Identity::current());
+            Ok(0)
+        }
+        abi::TCPLOG_IOC_STATUS => write_arg(arg, &log.status()),
+        abi::TCPLOG_IOC_FLUSH => {
+            // Read the destination first, so a bad pointer fails before anything is discarded.
+            let _: u64 = read_arg(arg)?;
+            let bytes = log.flush(&Identity::current());
+            write_arg(arg, &bytes)
+        }
+        abi::TCPLOG_IOC_GET_CONFIG => write_arg(arg, &log.config()),
+        abi::TCPLOG_IOC_SET_CONFIG => {
+            let cfg: abi::Config = read_arg(arg)?;
+            log.set_config(&cfg, &Identity::current())?;
+            Ok(0)
+        }
+        abi::TCPLOG_IOC_SEEK_END => {
+            reader.seek_end();
+            Ok(0)
+        }
+        abi::TCPLOG_IOC_MARK => {
+            let mark: abi::Mark = read_arg(arg)?;
+            if mark.count == 0 || mark.count > abi::MAX_MARK_COUNT || mark._pad != 0 {
+                return Err(EINVAL);
+            }
+            let who = Identity::current();
+            for index in 0..mark.count {
+                let body = MarkBody {
+                    value: mark.value,
+                    index,
+                    pid: who.pid,
+                    uid: who.uid,
+                    _pad: 0,
+                    comm: who.comm,
+                };
+                log.emit(abi::rtype::MARK, &[body.as_bytes()]);
+            }
+            Ok(0)
+        }
+        abi::FIONREAD => {
+            let n = i32::try_from(reader.available()).unwrap_or(i32::MAX);
+            write_arg(arg, &n)
         }
         _ => Err(ENOTTY),
     }
@@ -99,24 +203,104 @@ fn ioctl(cmd: u32, arg: usize) -> Result<isize> {
 
 /// # Safety
 ///
-/// Called by the VFS with a valid inode and a file being opened on the misc device.
-unsafe extern "C" fn tcplog_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
-    // SAFETY: The VFS passes a valid inode and file being opened.
-    unsafe { bindings::stream_open(inode, file) }
+/// `file` must be a file of the device; its `private_data` was set by `tcplog_open` and is not
+/// yet released.
+unsafe fn reader_of<'a>(file: *mut bindings::file) -> Pin<&'a Reader> {
+    // SAFETY: By the function's safety requirements, `private_data` holds the pointer returned
+    // by `into_foreign` in `tcplog_open`, and `tcplog_release` has not run yet.
+    unsafe { <Pin<KBox<Reader>> as ForeignOwnable>::borrow((*file).private_data) }
 }
 
 /// # Safety
 ///
-/// Called by the VFS once, when the last reference to an open file of the device goes away.
-unsafe extern "C" fn tcplog_release(_inode: *mut bindings::inode, _file: *mut bindings::file) -> c_int {
+/// Called by the VFS (through `misc_open`) with a valid inode and a file being opened on the
+/// device, whose `private_data` points at the `miscdevice` of a live [`Registration`].
+unsafe extern "C" fn tcplog_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: `misc_open` stores the `miscdevice` in `private_data` before calling us, and the
+    // registration cannot go away during the call: the device is still registered.
+    let misc = unsafe { (*file).private_data }.cast::<bindings::miscdevice>();
+    // SAFETY: Every `miscdevice` with these fops is the `misc` field of a `Registration`
+    // (`Opaque<T>` has the layout of `T`).
+    let reg = unsafe {
+        &*kernel::container_of!(
+            misc.cast::<Opaque<bindings::miscdevice>>(),
+            Registration,
+            misc
+        )
+    };
+    // SAFETY: The VFS passes a valid inode and file being opened.
+    let ret = unsafe { bindings::stream_open(inode, file) };
+    if ret != 0 {
+        return ret;
+    }
+    match Reader::new(reg.log.clone()) {
+        Ok(reader) => {
+            // SAFETY: The file is being opened: nothing else uses `private_data` yet; from now
+            // on it holds the reader, until `tcplog_release` takes it back.
+            unsafe { (*file).private_data = reader.into_foreign().cast() };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS once, when the last reference to a file opened by `tcplog_open` goes.
+unsafe extern "C" fn tcplog_release(
+    _inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> c_int {
+    // SAFETY: `private_data` holds the reader stored by `tcplog_open`; this is its last use.
+    drop(unsafe { <Pin<KBox<Reader>> as ForeignOwnable>::from_foreign((*file).private_data) });
     0
 }
 
 /// # Safety
 ///
-/// Called by the VFS with a valid file of the device.
-unsafe extern "C" fn tcplog_ioctl(_file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
-    match ioctl(cmd, arg as usize) {
+/// Called by the VFS with a file of the device and a userspace buffer of `len` bytes.
+unsafe extern "C" fn tcplog_read(
+    file: *mut bindings::file,
+    buf: *mut c_char,
+    len: usize,
+    _ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: `file` is a file of the device, open for the duration of the call.
+    let reader = unsafe { reader_of(file) };
+    // SAFETY: As above.
+    let nonblock = unsafe { (*file).f_flags } & bindings::O_NONBLOCK != 0;
+    let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), len).writer();
+    match reader.read(&mut out, len, nonblock) {
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS with a file of the device and a poll table that is valid or null.
+unsafe extern "C" fn tcplog_poll(
+    file: *mut bindings::file,
+    table: *mut bindings::poll_table_struct,
+) -> bindings::__poll_t {
+    // SAFETY: `file` is a file of the device, open for the duration of the call.
+    let reader = unsafe { reader_of(file) };
+    // SAFETY: As above.
+    let f = unsafe { File::from_raw_file(file) };
+    // SAFETY: The VFS passes a poll table valid for the call, or null.
+    let table = unsafe { PollTable::from_raw(table) };
+    reader.poll(f, &table)
+}
+
+/// # Safety
+///
+/// Called by the VFS with a file of the device.
+unsafe extern "C" fn tcplog_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: `file` is a file of the device, open for the duration of the call.
+    let reader = unsafe { reader_of(file) };
+    // SAFETY: As above.
+    let f = unsafe { File::from_raw_file(file) };
+    match ioctl(&reader, f, cmd, arg as usize) {
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,
     }

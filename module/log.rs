@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The log: the record ring, the wait queue of its readers, and the switches and configuration
+//! that the hooks read on every event.
+//!
+//! Producers call [`Log::emit`] from any context. Configuration is read lock-free from atomics;
+//! changes go through a mutex so that each one is audited by exactly one CONFIG record.
+
+use kernel::{
+    new_mutex, new_poll_condvar, new_spinlock_irq,
+    prelude::*,
+    sync::{
+        atomic::{ordering::Relaxed, Atomic},
+        poll::PollCondVar,
+        Arc, Mutex, SpinLockIrq,
+    },
+};
+
+use crate::abi::{self, config_item, ConfigBody, Pod};
+use crate::identity::Identity;
+use crate::ring::{Cursor, ReadError, Ring};
+
+/// The state every hook and every reader shares.
+#[pin_data]
+pub(crate) struct Log {
+    #[pin]
+    ring: SpinLockIrq<Ring>,
+    /// Signalled after every record produced.
+    #[pin]
+    readable: PollCondVar,
+    /// Serialises configuration changes.
+    #[pin]
+    config_lock: Mutex<()>,
+    enabled: Atomic<bool>,
+    event_mask: Atomic<u64>,
+    options: Atomic<u64>,
+    snap_len: Atomic<u32>,
+    readers: Atomic<u32>,
+    dropped: Atomic<u64>,
+}
+
+impl Log {
+    /// Makes the log with a ring of `ring_size` bytes.
+    pub(crate) fn new(ring_size: usize, enabled: bool) -> Result<Arc<Self>> {
+        let ring = Ring::new(ring_size)?;
+        let cfg = abi::Config::DEFAULT;
+        Arc::pin_init(
+            try_pin_init!(Log {
+                ring <- new_spinlock_irq!(ring, "tcplog_ring"),
+                readable <- new_poll_condvar!("tcplog_readable"),
+                config_lock <- new_mutex!((), "tcplog_config"),
+                enabled: Atomic::new(enabled),
+                event_mask: Atomic::new(cfg.event_mask),
+                options: Atomic::new(cfg.options),
+                snap_len: Atomic::new(cfg.snap_len),
+                readers: Atomic::new(0),
+                dropped: Atomic::new(0),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Whether the hooks should produce records.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Relaxed)
+    }
+
+    /// Appends a record whose body is the concatenation of `parts`, and wakes readers.
+    /// Never sleeps and never allocates.
+    pub(crate) fn emit(&self, rtype: u16, parts: &[&[u8]]) {
+        if self.ring.lock().push(rtype, parts).is_err() {
+            self.dropped.add(1, Relaxed);
+            return;
+        }
+        self.readable.notify_all();
+    }
+
+    fn emit_config(&self, item: u32, old: u64, new: u64, who: &Identity) {
+        let body = ConfigBody {
+            item,
+            pid: who.pid,
+            uid: who.uid,
+            _pad: 0,
+            old,
+            new,
+            comm: who.comm,
+        };
+        self.emit(abi::rtype::CONFIG, &[body.as_bytes()]);
+    }
+
+    /// Turns logging on or off; audited if it changed anything.
+    pub(crate) fn set_enabled(&self, on: bool, who: &Identity) {
+        let _guard = self.config_lock.lock();
+        let was = self.enabled.xchg(on, Relaxed);
+        if was != on {
+            self.emit_config(config_item::ENABLED, u64::from(was), u64::from(on), who);
+        }
+    }
+
+    /// Discards everything buffered; returns the bytes discarded. Always audited.
+    pub(crate) fn flush(&self, who: &Identity) -> u64 {
+        let _guard = self.config_lock.lock();
+        let flushed = self.ring.lock().flush();
+        self.emit_config(config_item::FLUSH, flushed.records, flushed.bytes, who);
+        flushed.bytes
+    }
+
+    pub(crate) fn config(&self) -> abi::Config {
+        abi::Config {
+            event_mask: self.event_mask.load(Relaxed),
+            options: self.options.load(Relaxed),
+            snap_len: self.snap_len.load(Relaxed),
+            ..abi::Config::DEFAULT
+        }
+    }
+
+    /// Replaces the configuration; one CONFIG record per field that changed.
+    pub(crate) fn set_config(&self, new: &abi::Config, who: &Identity) -> Result {
+        if !new.is_valid() {
+            return Err(EINVAL);
+        }
+        let _guard = self.config_lock.lock();
+        let old = self.config();
+        self.event_mask.store(new.event_mask, Relaxed);
+        self.options.store(new.options, Relaxed);
+        self.snap_len.store(new.snap_len, Relaxed);
+        let changes = [
+            (config_item::EVENT_MASK, old.event_mask, new.event_mask),
+            (config_item::OPTIONS, old.options, new.options),
+            (
+                config_item::SNAP_LEN,
+                u64::from(old.snap_len),
+                u64::from(new.snap_len),
+            ),
+        ];
+        for (item, was, now) in changes {
+            if was != now {
+                self.emit_config(item, was, now, who);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn status(&self) -> abi::Status {
+        let s = self.ring.lock().stats();
+        abi::Status {
+            abi_version: abi::ABI_VERSION,
+            enabled: u32::from(self.enabled()),
+            ring_size: s.size,
+            bytes_used: s.bytes_used,
+            records_held: s.records_held,
+            records_produced: s.head_seq,
+            records_overwritten: s.overwritten,
+            records_flushed: s.flushed_records,
+            bytes_flushed: s.flushed_bytes,
+            oldest_seq: s.tail_seq,
+            readers: self.readers.load(Relaxed),
+            _pad: 0,
+            records_dropped: self.dropped.load(Relaxed),
+            produced_by_type: s.produced_by_type,
+        }
+    }
+
+    // The reader's side.
+
+    /// A cursor at the oldest record held: where a new reader starts.
+    pub(crate) fn oldest(&self) -> Cursor {
+        self.ring.lock().oldest()
+    }
+
+    pub(crate) fn reader_opened(&self) {
+        self.readers.add(1, Relaxed);
+    }
+
+    pub(crate) fn reader_closed(&self) {
+        self.readers.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn newest(&self) -> Cursor {
+        self.ring.lock().newest()
+    }
+
+    pub(crate) fn available(&self, cur: Cursor) -> u64 {
+        self.ring.lock().available(cur)
+    }
+
+    pub(crate) fn read(&self, cur: Cursor, out: &mut [u8]) -> Result<(usize, Cursor), ReadError> {
+        self.ring.lock().read(cur, out)
+    }
+
+    /// Sleeps until a reader at `seq` has something to read. Returns `ERESTARTSYS` if a signal
+    /// arrived first.
+    pub(crate) fn wait_readable(&self, seq: u64) -> Result {
+        let mut ring = self.ring.lock();
+        while !ring.readable(seq) {
+            if self.readable.wait_interruptible(&mut ring) {
+                return Err(ERESTARTSYS);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a reader at `seq` has something to read.
+    pub(crate) fn readable(&self, seq: u64) -> bool {
+        self.ring.lock().readable(seq)
+    }
+
+    pub(crate) fn poll_wait(
+        &self,
+        file: &kernel::fs::File,
+        table: &kernel::sync::poll::PollTable<'_>,
+    ) {
+        table.register_wait(file, &self.readable);
+    }
+}

@@ -2,8 +2,15 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::control::{parse_mark_count, parse_snap_len};
+use crate::output::Format;
+
 #[derive(Debug, Parser)]
-#[command(name = "tcplog", version, about = "Control the tcplog kernel module and show its records")]
+#[command(
+    name = "tcplog",
+    version,
+    about = "Control the tcplog kernel module and show its records"
+)]
 pub struct Cli {
     /// The device node of the module.
     #[arg(long, global = true, default_value = tcplog_ctl::DEVICE_PATH, value_name = "PATH")]
@@ -15,12 +22,66 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the module's state and ABI version.
+    /// Show the module's state: ring usage, counters, readers, ABI version.
     Status {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Enable logging.
+    Enable,
+    /// Disable logging (what is buffered stays readable).
+    Disable,
+    /// Discard every buffered record; prints the bytes discarded.
+    Flush,
+    /// Print the records buffered now, then exit.
+    Dump {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Same as --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+    },
+    /// Print records as they arrive, until interrupted; then the totals.
+    Follow {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Same as --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// Skip what is buffered: only records produced from now on.
+        #[arg(long)]
+        new: bool,
+    },
+    /// Write MARK records into the log (to annotate it).
+    Mark {
+        /// The value the records carry.
+        #[arg(long, default_value_t = 0)]
+        value: u64,
+        /// How many records to write.
+        #[arg(long, default_value_t = 1, value_parser = parse_mark_count)]
+        count: u32,
+    },
+    /// Show the configuration, or change it.
+    Config {
+        /// Bytes of packet payload kept in packet records.
+        #[arg(long, value_parser = parse_snap_len, value_name = "BYTES")]
+        snap_len: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Command {
+    /// The output format of `dump` and `follow`.
+    pub fn format(format: Format, json: bool) -> Format {
+        if json {
+            Format::Json
+        } else {
+            format
+        }
+    }
 }
 
 #[cfg(test)]
@@ -45,5 +106,23 @@ mod tests {
     fn device_can_be_overridden() {
         let cli = Cli::try_parse_from(["tcplog", "--device", "/tmp/x", "status"]).unwrap();
         assert_eq!(cli.device, "/tmp/x");
+    }
+
+    #[test]
+    fn follow_json() {
+        let cli = Cli::try_parse_from(["tcplog", "follow", "--json", "--new"]).unwrap();
+        let Command::Follow { format, json, new } = cli.command else {
+            panic!()
+        };
+        assert!(new);
+        assert_eq!(Command::format(format, json), Format::Json);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let e = Cli::try_parse_from(["tcplog", "config", "--snap-len", "5000"]).unwrap_err();
+        assert!(e.to_string().contains("at most 4096"), "{e}");
+        let e = Cli::try_parse_from(["tcplog", "mark", "--count", "0"]).unwrap_err();
+        assert!(e.to_string().contains("1 to 65536"), "{e}");
     }
 }

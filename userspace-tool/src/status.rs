@@ -2,42 +2,100 @@
 
 use std::io::Write;
 
-use serde::Serialize;
+use serde_json::json;
+use tcplog_ctl as abi;
 
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
-
-#[derive(Debug, Serialize)]
-struct Status<'a> {
-    device: &'a str,
-    module_abi_version: u32,
-    tool_abi_version: u32,
-}
+use crate::record::type_name;
 
 pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
     let dev = Device::open(path, Access::ReadOnly)?;
     let module = dev.abi_version()?;
-    let st = Status {
-        device: dev.path(),
-        module_abi_version: module,
-        tool_abi_version: tcplog_ctl::ABI_VERSION,
-    };
-    let res = if json {
-        serde_json::to_writer(&mut *out, &st)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        writeln!(out, "device            {}", st.device).and_then(|()| {
-            writeln!(out, "module ABI        {}", st.module_abi_version)?;
-            writeln!(out, "tool ABI          {}", st.tool_abi_version)
-        })
-    };
-    res.map_err(|e| Error::io("writing status", e))?;
-    if module != tcplog_ctl::ABI_VERSION {
+    if module != abi::ABI_VERSION {
+        // Only the version can be trusted: the status layout may differ.
+        writeln!(
+            out,
+            "module ABI        {module}\ntool ABI          {}",
+            abi::ABI_VERSION
+        )
+        .map_err(|e| Error::io("writing status", e))?;
         return Err(Error::AbiMismatch {
             module,
-            tool: tcplog_ctl::ABI_VERSION,
+            tool: abi::ABI_VERSION,
         });
     }
-    Ok(())
+    let s = dev.status()?;
+    let by_type: Vec<(&str, u64)> = s
+        .produced_by_type
+        .iter()
+        .enumerate()
+        .filter(|&(t, &n)| t > 0 && n > 0)
+        .map(|(t, &n)| (type_name(t as u16), n))
+        .collect();
+    let res = if json {
+        let types: serde_json::Map<String, serde_json::Value> = by_type
+            .iter()
+            .map(|(t, n)| ((*t).to_owned(), (*n).into()))
+            .collect();
+        let v = json!({
+            "device": dev.path(),
+            "module_abi_version": s.abi_version,
+            "tool_abi_version": abi::ABI_VERSION,
+            "enabled": s.enabled != 0,
+            "ring_size": s.ring_size,
+            "bytes_used": s.bytes_used,
+            "records_held": s.records_held,
+            "records_produced": s.records_produced,
+            "records_overwritten": s.records_overwritten,
+            "records_flushed": s.records_flushed,
+            "bytes_flushed": s.bytes_flushed,
+            "records_dropped": s.records_dropped,
+            "oldest_seq": s.oldest_seq,
+            "readers": s.readers,
+            "produced_by_type": types,
+        });
+        writeln!(out, "{v}")
+    } else {
+        let pct = if s.ring_size > 0 {
+            s.bytes_used as f64 * 100.0 / s.ring_size as f64
+        } else {
+            0.0
+        };
+        let mut t = String::new();
+        let mut row = |k: &str, v: String| t.push_str(&format!("{k:<20}{v}\n"));
+        row("device", dev.path().to_owned());
+        row("module ABI", s.abi_version.to_string());
+        row("tool ABI", abi::ABI_VERSION.to_string());
+        row(
+            "logging",
+            if s.enabled != 0 {
+                "enabled"
+            } else {
+                "disabled"
+            }
+            .to_owned(),
+        );
+        row(
+            "ring",
+            format!("{} of {} bytes used ({pct:.1}%)", s.bytes_used, s.ring_size),
+        );
+        row(
+            "records held",
+            format!("{} (oldest seq {})", s.records_held, s.oldest_seq),
+        );
+        row("produced", s.records_produced.to_string());
+        row("overwritten", s.records_overwritten.to_string());
+        row(
+            "flushed",
+            format!("{} records, {} bytes", s.records_flushed, s.bytes_flushed),
+        );
+        row("dropped", s.records_dropped.to_string());
+        row("readers", s.readers.to_string());
+        for (ty, n) in &by_type {
+            row(&format!("  {ty}"), n.to_string());
+        }
+        out.write_all(t.as_bytes())
+    };
+    res.map_err(|e| Error::io("writing status", e))
 }

@@ -1,0 +1,90 @@
+//! Commands that change the module's state: enable, disable, flush, mark, config.
+
+use std::io::Write;
+
+use serde_json::json;
+use tcplog_ctl as abi;
+
+use crate::device::{Access, Device};
+use crate::error::{Error, Result};
+
+fn open_rw(path: &str) -> Result<Device> {
+    Device::open_checked(path, Access::ReadWrite)
+}
+
+fn write_out(out: &mut dyn Write, s: &str) -> Result<()> {
+    writeln!(out, "{s}").map_err(|e| Error::io("writing output", e))
+}
+
+pub fn set_enabled(path: &str, on: bool) -> Result<()> {
+    open_rw(path)?.set_enabled(on)
+}
+
+pub fn flush(path: &str, out: &mut dyn Write) -> Result<()> {
+    let bytes = open_rw(path)?.flush()?;
+    write_out(out, &format!("flushed {bytes} bytes"))
+}
+
+pub fn mark(path: &str, value: u64, count: u32) -> Result<()> {
+    open_rw(path)?.mark(value, count)
+}
+
+/// Changes to the configuration asked for on the command line.
+#[derive(Debug, Default)]
+pub struct ConfigChange {
+    pub snap_len: Option<u32>,
+}
+
+impl ConfigChange {
+    fn is_empty(&self) -> bool {
+        self.snap_len.is_none()
+    }
+}
+
+/// Shows the configuration, after applying `change` if it asks for anything.
+pub fn config(path: &str, change: &ConfigChange, json: bool, out: &mut dyn Write) -> Result<()> {
+    let dev = if change.is_empty() {
+        Device::open_checked(path, Access::ReadOnly)?
+    } else {
+        open_rw(path)?
+    };
+    let mut cfg = dev.config()?;
+    if !change.is_empty() {
+        if let Some(n) = change.snap_len {
+            cfg.snap_len = n;
+        }
+        dev.set_config(&cfg)?;
+        cfg = dev.config()?;
+    }
+    let text = if json {
+        json!({
+            "event_mask": cfg.event_mask,
+            "options": cfg.options,
+            "snap_len": cfg.snap_len,
+        })
+        .to_string()
+    } else {
+        format!(
+            "event_mask          {:#x}\noptions             {:#x}\nsnap_len            {}",
+            cfg.event_mask, cfg.options, cfg.snap_len
+        )
+    };
+    write_out(out, &text)
+}
+
+/// Bounds the tool checks before asking the module, to give a clear message.
+pub fn parse_snap_len(s: &str) -> std::result::Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if n > abi::MAX_SNAP_LEN {
+        return Err(format!("at most {} bytes", abi::MAX_SNAP_LEN));
+    }
+    Ok(n)
+}
+
+pub fn parse_mark_count(s: &str) -> std::result::Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if n == 0 || n > abi::MAX_MARK_COUNT {
+        return Err(format!("must be 1 to {}", abi::MAX_MARK_COUNT));
+    }
+    Ok(n)
+}

@@ -1,10 +1,15 @@
 //! tcplog's in-VM test suite. The VM's init runs it as root; it loads the module itself.
 //!
-//! Usage: `tcplog-vm-tests [FILTER]` runs the tests whose names contain FILTER (all by default).
+//! Usage: `tcplog-vm-tests [FILTER]` runs the tests whose names contain FILTER (all by default);
+//! `tcplog-vm-tests --bench` runs the benchmarks instead.
 
+mod bench;
+mod dev;
 mod harness;
 mod sys;
 mod t_basic;
+mod t_device;
+mod t_tool;
 
 use harness::Harness;
 
@@ -13,10 +18,19 @@ const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
     let filter = std::env::args().nth(1);
+    if filter.as_deref() == Some("--bench") {
+        if let Err(e) = bench::ring() {
+            println!("bench failed: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut h = Harness::new(filter, REPORT);
 
     t_basic::load(&mut h);
     t_basic::device(&mut h);
+    t_device::all(&mut h);
+    t_tool::all(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

@@ -111,3 +111,12 @@ pub fn insmod(params: &[&str]) -> Result<(), String> {
 pub fn rmmod() -> Result<(), String> {
     run_ok("rmmod", &["tcplog"]).map(|_| ())
 }
+
+/// Loads the module with its defaults unless it is loaded (for suites run on their own).
+pub fn ensure_loaded() {
+    if !module_loaded() {
+        if let Err(e) = insmod(&[]) {
+            println!("#    could not load the module: {e}");
+        }
+    }
+}

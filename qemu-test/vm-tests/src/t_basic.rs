@@ -11,20 +11,35 @@ use crate::{ensure, ensure_eq};
 pub fn load(h: &mut Harness) {
     h.run("insmod succeeds", || {
         sys::insmod(&[])?;
-        ensure!(sys::module_loaded(), "tcplog is not in /proc/modules after insmod");
+        ensure!(
+            sys::module_loaded(),
+            "tcplog is not in /proc/modules after insmod"
+        );
         Ok(())
     });
 }
 
 pub fn device(h: &mut Harness) {
-    h.run("/dev/tcplog is a root-owned char device with mode 0600", device_node);
+    h.run(
+        "/dev/tcplog is a root-owned char device with mode 0600",
+        device_node,
+    );
     h.run("version ioctl returns the ABI version", version_ioctl);
-    h.run("tcplog status reports the matching ABI version", status_matches);
+    h.run(
+        "tcplog status reports the matching ABI version",
+        status_matches,
+    );
     h.run("tcplog status --json reports both versions", status_json);
     h.run("unknown ioctl fails with ENOTTY", unknown_ioctl);
-    h.run("version ioctl with a bad pointer fails with EFAULT", bad_pointer);
+    h.run(
+        "version ioctl with a bad pointer fails with EFAULT",
+        bad_pointer,
+    );
     h.run("non-root cannot open the device (EACCES)", nobody_open);
-    h.run("tcplog status as non-root says permission denied, exit 4", nobody_status);
+    h.run(
+        "tcplog status as non-root says permission denied, exit 4",
+        nobody_status,
+    );
 }
 
 pub fn unload(h: &mut Harness) {
@@ -38,16 +53,19 @@ pub fn unload(h: &mut Harness) {
         );
         Ok(())
     });
-    h.run("tcplog status without the module says not loaded, exit 3", || {
-        let out = sys::run(sys::TOOL, &["status"])?;
-        ensure_eq!(out.status.code(), Some(3), "exit code");
-        let err = String::from_utf8_lossy(&out.stderr);
-        ensure!(
-            err.contains("not loaded") && err.contains("insmod"),
-            "stderr does not say how to load the module: {err}"
-        );
-        Ok(())
-    });
+    h.run(
+        "tcplog status without the module says not loaded, exit 3",
+        || {
+            let out = sys::run(sys::TOOL, &["status"])?;
+            ensure_eq!(out.status.code(), Some(3), "exit code");
+            let err = String::from_utf8_lossy(&out.stderr);
+            ensure!(
+                err.contains("not loaded") && err.contains("insmod"),
+                "stderr does not say how to load the module: {err}"
+            );
+            Ok(())
+        },
+    );
 }
 
 /// Patterns that mean the kernel found a bug while we ran.
@@ -66,16 +84,19 @@ const BAD_LOG: &[&str] = &[
 ];
 
 pub fn kernel_log(h: &mut Harness) {
-    h.run("kernel log has no WARN, BUG, Oops or lockdep report", || {
-        let log = sys::dmesg();
-        ensure!(!log.is_empty(), "dmesg printed nothing");
-        let bad: Vec<&str> = log
-            .lines()
-            .filter(|l| BAD_LOG.iter().any(|p| l.contains(p)))
-            .collect();
-        ensure!(bad.is_empty(), "kernel log:\n{}", bad.join("\n"));
-        Ok(())
-    });
+    h.run(
+        "kernel log has no WARN, BUG, Oops or lockdep report",
+        || {
+            let log = sys::dmesg();
+            ensure!(!log.is_empty(), "dmesg printed nothing");
+            let bad: Vec<&str> = log
+                .lines()
+                .filter(|l| BAD_LOG.iter().any(|p| l.contains(p)))
+                .collect();
+            ensure!(bad.is_empty(), "kernel log:\n{}", bad.join("\n"));
+            Ok(())
+        },
+    );
 }
 
 fn device_node() -> TestResult {
@@ -99,8 +120,15 @@ fn version_ioctl() -> TestResult {
 
 fn status_matches() -> TestResult {
     let out = sys::run_ok(sys::TOOL, &["status"])?;
-    let want = format!("module ABI        {}", abi::ABI_VERSION);
-    ensure!(out.contains(&want), "no line {want:?} in:\n{out}");
+    let version = abi::ABI_VERSION.to_string();
+    for what in ["module ABI", "tool ABI"] {
+        ensure!(
+            out.lines()
+                .any(|l| l.starts_with(what)
+                    && l.split_whitespace().last() == Some(version.as_str())),
+            "no line '{what} ... {version}' in:\n{out}"
+        );
+    }
     Ok(())
 }
 
@@ -138,7 +166,10 @@ fn nobody_open() -> TestResult {
     let out = sys::run_as_nobody("/bin/sh", &["-c", &format!("exec 3<{}", sys::DEVICE)])?;
     ensure!(!out.status.success(), "nobody could open {}", sys::DEVICE);
     let err = String::from_utf8_lossy(&out.stderr);
-    ensure!(err.contains("denied"), "open failed for another reason: {err}");
+    ensure!(
+        err.contains("denied"),
+        "open failed for another reason: {err}"
+    );
     Ok(())
 }
 

@@ -98,6 +98,13 @@ pub const TCPLOG_IOC_SET_CONFIG: u32 = iow::<Config>(TCPLOG_IOC_TYPE, 0x06);
 /// after this call ("start from now"). Affects only this descriptor.
 pub const TCPLOG_IOC_SEEK_END: u32 = io(TCPLOG_IOC_TYPE, 0x07);
 
+/// Replaces the [`Filter`](super::Filter); EINVAL unless it is valid. Changes state. Logs a
+/// CONFIG record (item FILTER).
+pub const TCPLOG_IOC_SET_FILTER: u32 = iow::<super::Filter>(TCPLOG_IOC_TYPE, 0x09);
+
+/// Fills a [`Filter`](super::Filter) with the current one.
+pub const TCPLOG_IOC_GET_FILTER: u32 = ior::<super::Filter>(TCPLOG_IOC_TYPE, 0x0a);
+
 /// Writes `Mark::count` MARK records carrying `Mark::value`, whether logging is enabled or not.
 /// Changes state (it writes into the log). EINVAL unless `1 <= count <= MAX_MARK_COUNT`.
 pub const TCPLOG_IOC_MARK: u32 = iow::<Mark>(TCPLOG_IOC_TYPE, 0x08);
@@ -147,11 +154,23 @@ pub struct Status {
     pub oldest_seq: u64,
     /// Open descriptors of the device.
     pub readers: u32,
+    /// Entries of the connection table (the `max_conns` module parameter).
+    pub conn_table_size: u32,
+    /// Connections tracked now.
+    pub conns_tracked: u32,
     /// Reserved; zero.
     pub _pad: u32,
     /// Records a producer could not write at all (longer than `MAX_RECORD_LEN`: a bug if ever
     /// nonzero, but counted rather than silent).
     pub records_dropped: u64,
+    /// Connections not tracked because the table was full; each still gets a summary at close,
+    /// flagged partial.
+    pub conns_untracked: u64,
+    /// Socket operations the probes missed (kretprobe instances exhausted): their events are
+    /// missing.
+    pub probes_missed: u64,
+    /// Events and summaries the filter kept out.
+    pub records_filtered: u64,
     /// Records produced since load, by type ([`rtype`](super::rtype)).
     pub produced_by_type: [u64; super::RECORD_TYPE_COUNT],
 }
@@ -177,10 +196,13 @@ pub struct Config {
     pub _reserved: [u64; 4],
 }
 
-/// Bits of [`Config::event_mask`] that name an operation.
-pub const VALID_EVENT_MASK: u64 = 0;
+/// Bits of [`Config::event_mask`] that name an operation: `1 << op` for each of
+/// [`op`](super::op).
+pub const VALID_EVENT_MASK: u64 = ((1 << (super::op::MAX + 1)) - 1) & !1;
+/// [`Config::options`]: write a SUMMARY record when a TCP connection closes.
+pub const OPT_SUMMARIES: u64 = 1 << 0;
 /// Bits of [`Config::options`] that name an option.
-pub const VALID_OPTIONS: u64 = 0;
+pub const VALID_OPTIONS: u64 = OPT_SUMMARIES;
 
 impl Config {
     /// The configuration the module loads with.
@@ -211,12 +233,14 @@ unsafe impl super::Pod for Mark {}
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Status>() == 88 + 8 * super::RECORD_TYPE_COUNT);
+    assert!(size_of::<Status>() == 120 + 8 * super::RECORD_TYPE_COUNT);
     assert!(offset_of!(Status, ring_size) == 8);
     assert!(offset_of!(Status, oldest_seq) == 64);
     assert!(offset_of!(Status, readers) == 72);
-    assert!(offset_of!(Status, records_dropped) == 80);
-    assert!(offset_of!(Status, produced_by_type) == 88);
+    assert!(offset_of!(Status, conns_tracked) == 80);
+    assert!(offset_of!(Status, records_dropped) == 88);
+    assert!(offset_of!(Status, records_filtered) == 112);
+    assert!(offset_of!(Status, produced_by_type) == 120);
     assert!(size_of::<Config>() == 56);
     assert!(size_of::<Mark>() == 16);
     assert!(offset_of!(Config, options) == 8);
@@ -257,12 +281,15 @@ mod tests {
         assert_eq!(TCPLOG_IOC_VERSION, 0x8004_b900);
         assert_eq!(TCPLOG_IOC_ENABLE, 0xb901);
         assert_eq!(TCPLOG_IOC_DISABLE, 0xb902);
-        assert_eq!(TCPLOG_IOC_STATUS, 0x8098_b903);
+        assert_eq!(TCPLOG_IOC_STATUS, 0x80b8_b903);
         assert_eq!(TCPLOG_IOC_FLUSH, 0x8008_b904);
         assert_eq!(TCPLOG_IOC_GET_CONFIG, 0x8038_b905);
         assert_eq!(TCPLOG_IOC_SET_CONFIG, 0x4038_b906);
         assert_eq!(TCPLOG_IOC_SEEK_END, 0xb907);
         assert_eq!(TCPLOG_IOC_MARK, 0x4010_b908);
+        assert_eq!(TCPLOG_IOC_SET_FILTER, 0x4170_b909);
+        assert_eq!(TCPLOG_IOC_GET_FILTER, 0x8170_b90a);
+        assert_eq!(VALID_EVENT_MASK, 0xffe);
     }
 
     #[test]

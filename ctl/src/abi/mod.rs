@@ -6,10 +6,12 @@
 //! order, and compile-time assertions of their sizes and field offsets, so a change to a layout
 //! cannot slip through unnoticed. Any incompatible change bumps [`ABI_VERSION`].
 
+pub mod filter;
 pub mod ioctl;
 pub mod pod;
 pub mod record;
 
+pub use filter::*;
 pub use ioctl::*;
 pub use pod::Pod;
 pub use record::*;
@@ -18,7 +20,7 @@ pub use record::*;
 ///
 /// The module reports its own through [`TCPLOG_IOC_VERSION`]; the tool refuses to talk to a
 /// module whose version differs from the one it was built with.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Path of the device node the module registers.
 pub const DEVICE_PATH: &str = "/dev/tcplog";

@@ -33,6 +33,10 @@ pub mod rtype {
     pub const LOST: u16 = 1;
     /// A state change made through an ioctl: [`ConfigBody`](super::ConfigBody).
     pub const CONFIG: u16 = 2;
+    /// A socket operation: [`EventBody`](super::EventBody).
+    pub const EVENT: u16 = 3;
+    /// A TCP connection ended: [`SummaryBody`](super::SummaryBody).
+    pub const SUMMARY: u16 = 4;
     /// A marker written through `TCPLOG_IOC_MARK`: [`MarkBody`](super::MarkBody).
     pub const MARK: u16 = 7;
 }
@@ -88,6 +92,8 @@ pub mod config_item {
     pub const OPTIONS: u32 = 4;
     /// `Config::snap_len` changed.
     pub const SNAP_LEN: u32 = 5;
+    /// The filter was replaced: `old` and `new` count the criteria before and after.
+    pub const FILTER: u32 = 6;
 }
 
 /// Length of a command name, as the kernel's `TASK_COMM_LEN`.
@@ -132,7 +138,197 @@ pub struct MarkBody {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Socket operations (`EventBody::op`), after AIX inetsock's monitor files. The event mask has
+/// bit `1 << op` for each.
+pub mod op {
+    /// A TCP socket was created (streamCreate).
+    pub const TCP_CREATE: u16 = 1;
+    /// A TCP socket was bound, with the result (streamBind).
+    pub const TCP_BIND: u16 = 2;
+    /// A TCP socket started listening, with the result (streamListen).
+    pub const TCP_LISTEN: u16 = 3;
+    /// A connection was accepted; attributed to the process that called accept (streamAccept).
+    pub const TCP_ACCEPT: u16 = 4;
+    /// A connect, with its result; a non-blocking connect's outcome comes later as a second
+    /// event with `EVF_ASYNC` (streamConnect).
+    pub const TCP_CONNECT: u16 = 5;
+    /// An established connection began to close: FIN sent or received, or reset
+    /// (streamDisconnect).
+    pub const TCP_DISCONNECT: u16 = 6;
+    /// A process closed a TCP socket (streamClose).
+    pub const TCP_CLOSE: u16 = 7;
+    /// A UDP socket was created (dgramCreate).
+    pub const UDP_CREATE: u16 = 8;
+    /// A UDP socket was bound: explicitly, or implicitly by a send or connect (`EVF_IMPLICIT`,
+    /// inetsock's dynamic bind) (dgramBind).
+    pub const UDP_BIND: u16 = 9;
+    /// A UDP socket was connected, with the result.
+    pub const UDP_CONNECT: u16 = 10;
+    /// A process closed a UDP socket (dgramClose).
+    pub const UDP_CLOSE: u16 = 11;
+    /// The largest operation number.
+    pub const MAX: u16 = 11;
+}
+
+/// `EventBody::flags`: the bind was implicit (a send or connect bound the socket).
+pub const EVF_IMPLICIT: u16 = 1 << 0;
+/// `EventBody::flags`: the outcome of an earlier non-blocking connect.
+pub const EVF_ASYNC: u16 = 1 << 1;
+/// `EventBody::flags`: pid, uid and comm are the socket owner's, because the event happened in
+/// softirq context where no process is responsible.
+pub const EVF_OWNER: u16 = 1 << 2;
+/// `EventBody::flags`: the process is unknown (softirq context, no owner recorded).
+pub const EVF_NO_PROCESS: u16 = 1 << 3;
+
+/// Address families (`family` fields): Linux's `AF_INET` and `AF_INET6`.
+pub const AF_INET: u16 = 2;
+/// See [`AF_INET`].
+pub const AF_INET6: u16 = 10;
+/// Protocols (`protocol` fields): `IPPROTO_TCP` and `IPPROTO_UDP`.
+pub const IPPROTO_TCP: u8 = 6;
+/// See [`IPPROTO_TCP`].
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Body of an EVENT record: one socket operation, with AIX inetsock's fields.
+///
+/// Addresses are in network byte order: an IPv4 address in the first 4 bytes, the rest zero.
+/// Ports are in host byte order; 0 where the socket has none yet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventBody {
+    /// Identifies the socket: the same in every record about it, distinct for all sockets that
+    /// exist at once (a keyed hash of the socket, with a key drawn at module load).
+    pub sock_id: u64,
+    /// The network namespace: its inode number, as `ls -l /proc/PID/ns/net` shows it.
+    pub netns: u32,
+    /// Process id (thread group id).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Real user id, in the initial user namespace.
+    pub uid: u32,
+    /// 0, or the positive errno the operation failed with.
+    pub result: i32,
+    /// One of [`op`].
+    pub op: u16,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
+    pub protocol: u8,
+    /// Socket type: 1 `SOCK_STREAM`, 2 `SOCK_DGRAM`.
+    pub sock_type: u8,
+    /// `EVF_*` bits.
+    pub flags: u16,
+    /// Local port.
+    pub lport: u16,
+    /// Foreign port.
+    pub rport: u16,
+    /// Local address.
+    pub laddr: [u8; 16],
+    /// Foreign address.
+    pub raddr: [u8; 16],
+    /// Command name (inetsock's PROG_NAME), NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// How a connection was opened (`SummaryBody::open`).
+pub mod open {
+    /// Not known: the connection predates tracking.
+    pub const UNKNOWN: u8 = 0;
+    /// This side connected.
+    pub const ACTIVE: u8 = 1;
+    /// This side accepted.
+    pub const PASSIVE: u8 = 2;
+}
+
+/// How a connection ended (`SummaryBody::close`).
+pub mod close {
+    /// Not known.
+    pub const UNKNOWN: u8 = 0;
+    /// Orderly: FIN both ways.
+    pub const FIN: u8 = 1;
+    /// This side sent a reset.
+    pub const RST_SENT: u8 = 2;
+    /// The peer sent a reset.
+    pub const RST_RECEIVED: u8 = 3;
+    /// Retransmissions or keepalives timed out, or the connection was aborted.
+    pub const TIMEOUT: u8 = 4;
+}
+
+/// `SummaryBody::flags`: the connection existed before tracking began (module load or enable),
+/// so what happened before is unknown; unknown fields are flagged, not zero.
+pub const SUMF_PARTIAL: u16 = 1 << 0;
+/// `SummaryBody::flags`: `pid`, `uid` and `comm` are unknown.
+pub const SUMF_OWNER_UNKNOWN: u16 = 1 << 1;
+/// `SummaryBody::flags`: `start_ns` and `duration_ns` are unknown.
+pub const SUMF_START_UNKNOWN: u16 = 1 << 2;
+/// `SummaryBody::flags`: the IP-layer counters (`pkts_*`, `ip_bytes_*`) are valid.
+pub const SUMF_IP_COUNTERS: u16 = 1 << 3;
+
+/// Body of a SUMMARY record: one TCP connection, when it closed (Apple TCPLogger's record).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SummaryBody {
+    /// As [`EventBody::sock_id`].
+    pub sock_id: u64,
+    /// When the connection opened (`CLOCK_REALTIME`, ns).
+    pub start_ns: u64,
+    /// How long it lasted, ns.
+    pub duration_ns: u64,
+    /// Bytes of data sent, each byte once however often it was retransmitted
+    /// (tcpi_bytes_sent - tcpi_bytes_retrans).
+    pub bytes_sent: u64,
+    /// Bytes of data received (tcpi_bytes_received, less the one the kernel counts for the FIN).
+    pub bytes_received: u64,
+    /// Segments received.
+    pub segs_in: u32,
+    /// Segments sent.
+    pub segs_out: u32,
+    /// Segments retransmitted.
+    pub retrans: u32,
+    /// Smoothed round-trip time, microseconds.
+    pub srtt_us: u32,
+    /// As [`EventBody::netns`].
+    pub netns: u32,
+    /// Owner: the process that connected or accepted.
+    pub pid: u32,
+    /// Owner's real uid.
+    pub uid: u32,
+    /// `SUMF_*` bits.
+    pub flags: u16,
+    /// One of [`open`].
+    pub open: u8,
+    /// One of [`close`].
+    pub close: u8,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// Local port.
+    pub lport: u16,
+    /// Foreign port.
+    pub rport: u16,
+    /// Reserved; zero.
+    pub _pad: u16,
+    /// Local address.
+    pub laddr: [u8; 16],
+    /// Foreign address.
+    pub raddr: [u8; 16],
+    /// Owner's command name.
+    pub comm: [u8; COMM_LEN],
+    /// IP packets received (when `SUMF_IP_COUNTERS`).
+    pub pkts_in: u64,
+    /// IP packets sent.
+    pub pkts_out: u64,
+    /// IP bytes received, headers included.
+    pub ip_bytes_in: u64,
+    /// IP bytes sent, headers included.
+    pub ip_bytes_out: u64,
+}
+
 // SAFETY: `repr(C)`, integers only, and the size assertions below prove there is no padding.
+unsafe impl Pod for EventBody {}
+// SAFETY: As above.
+unsafe impl Pod for SummaryBody {}
+// SAFETY: As above.
 unsafe impl Pod for RecordHeader {}
 // SAFETY: As above.
 unsafe impl Pod for MarkBody {}
@@ -165,6 +361,32 @@ const _: () = {
     assert!(offset_of!(ConfigBody, new) == 24);
     assert!(offset_of!(ConfigBody, comm) == 32);
 
+    assert!(size_of::<EventBody>() == 88);
+    assert!(offset_of!(EventBody, netns) == 8);
+    assert!(offset_of!(EventBody, result) == 24);
+    assert!(offset_of!(EventBody, op) == 28);
+    assert!(offset_of!(EventBody, family) == 30);
+    assert!(offset_of!(EventBody, protocol) == 32);
+    assert!(offset_of!(EventBody, flags) == 34);
+    assert!(offset_of!(EventBody, lport) == 36);
+    assert!(offset_of!(EventBody, laddr) == 40);
+    assert!(offset_of!(EventBody, raddr) == 56);
+    assert!(offset_of!(EventBody, comm) == 72);
+
+    assert!(size_of::<SummaryBody>() == 160);
+    assert!(offset_of!(SummaryBody, bytes_sent) == 24);
+    assert!(offset_of!(SummaryBody, segs_in) == 40);
+    assert!(offset_of!(SummaryBody, srtt_us) == 52);
+    assert!(offset_of!(SummaryBody, netns) == 56);
+    assert!(offset_of!(SummaryBody, flags) == 68);
+    assert!(offset_of!(SummaryBody, open) == 70);
+    assert!(offset_of!(SummaryBody, close) == 71);
+    assert!(offset_of!(SummaryBody, family) == 72);
+    assert!(offset_of!(SummaryBody, laddr) == 80);
+    assert!(offset_of!(SummaryBody, comm) == 112);
+    assert!(offset_of!(SummaryBody, pkts_in) == 128);
+    assert!(offset_of!(SummaryBody, ip_bytes_out) == 152);
+
     assert!(size_of::<MarkBody>() == 40);
     assert!(offset_of!(MarkBody, index) == 8);
     assert!(offset_of!(MarkBody, pid) == 12);
@@ -176,6 +398,11 @@ const _: () = {
 
 /// Length of a LOST record.
 pub const LOST_RECORD_LEN: usize = record_len(size_of::<RecordHeader>() + size_of::<LostBody>());
+/// Length of an EVENT record.
+pub const EVENT_RECORD_LEN: usize = record_len(size_of::<RecordHeader>() + size_of::<EventBody>());
+/// Length of a SUMMARY record.
+pub const SUMMARY_RECORD_LEN: usize =
+    record_len(size_of::<RecordHeader>() + size_of::<SummaryBody>());
 /// Length of a MARK record.
 pub const MARK_RECORD_LEN: usize = record_len(size_of::<RecordHeader>() + size_of::<MarkBody>());
 /// Length of a CONFIG record.
@@ -196,6 +423,8 @@ mod tests {
         assert_eq!(LOST_RECORD_LEN, 64);
         assert_eq!(CONFIG_RECORD_LEN, 88);
         assert_eq!(MARK_RECORD_LEN, 80);
+        assert_eq!(EVENT_RECORD_LEN, 128);
+        assert_eq!(SUMMARY_RECORD_LEN, 200);
         assert_eq!(record_len(41), 48);
         assert_eq!(record_len(40), 40);
     }

@@ -11,6 +11,10 @@
 //! - `module/log.rs`: the ring with its wait queue, switches and configuration.
 //! - `module/device.rs`: the misc device, its file operations and ioctls.
 //! - `module/reader.rs`: one open descriptor: its cursor, reads and poll.
+//! - `module/socket_hooks.rs`: the socket-operation hooks: events and connection summaries.
+//! - `module/conns.rs`: the bounded table of tracked connections.
+//! - `module/probes.rs`, `module/sockinfo.rs`: kretprobe and tracepoint plumbing; reading socks.
+//! - `module/bindings.rs`, `module/helpers.c`: kernel definitions the `kernel` crate lacks.
 
 use kernel::{prelude::*, sync::Arc};
 
@@ -19,16 +23,26 @@ use kernel::{prelude::*, sync::Arc};
 #[path = "ctl/src/abi/mod.rs"]
 mod abi;
 
+#[path = "module/bindings.rs"]
+mod bindings;
+#[path = "module/conns.rs"]
+mod conns;
 #[path = "module/device.rs"]
 mod device;
 #[path = "module/identity.rs"]
 mod identity;
 #[path = "module/log.rs"]
 mod log;
+#[path = "module/probes.rs"]
+mod probes;
 #[path = "module/reader.rs"]
 mod reader;
 #[path = "module/ring.rs"]
 mod ring;
+#[path = "module/socket_hooks.rs"]
+mod socket_hooks;
+#[path = "module/sockinfo.rs"]
+mod sockinfo;
 
 module! {
     type: TcpLog,
@@ -45,12 +59,18 @@ module! {
             default: true,
             description: "Start with logging enabled (default true)",
         },
+        max_conns: u32 {
+            default: 16384,
+            description: "TCP connections tracked at once (64 to 1048576, default 16384)",
+        },
     },
 }
 
 struct TcpLog {
-    // Fields drop in order: the device goes before the log it reads.
+    // Fields drop in order: the device first (no descriptor can be open by then), then the
+    // hooks (no handler runs after), then the log they wrote to.
     _dev: Pin<KBox<device::Registration>>,
+    _hooks: Arc<socket_hooks::SocketHooks>,
     _log: Arc<log::Log>,
 }
 
@@ -67,15 +87,31 @@ impl kernel::Module for TcpLog {
             );
             return Err(EINVAL);
         }
-        let log = log::Log::new(size, module_parameters::enabled.value())?;
-        let dev = KBox::pin_init(device::Registration::register(log.clone()), GFP_KERNEL)?;
+        let max_conns = module_parameters::max_conns.value() as usize;
+        if !(conns::MIN_CONNS..=conns::MAX_CONNS).contains(&max_conns) {
+            pr_err!(
+                "max_conns={} is out of range ({} to {})\n",
+                max_conns,
+                conns::MIN_CONNS,
+                conns::MAX_CONNS
+            );
+            return Err(EINVAL);
+        }
+        let log = log::Log::new(size, max_conns, module_parameters::enabled.value())?;
+        let hooks = Arc::new(socket_hooks::SocketHooks::install(log.clone())?, GFP_KERNEL)?;
+        let dev = KBox::pin_init(
+            device::Registration::register(log.clone(), hooks.clone()),
+            GFP_KERNEL,
+        )?;
         pr_info!(
-            "loaded: ring of {} KiB, ABI version {}\n",
+            "loaded: ring of {} KiB, {} connections, ABI version {}\n",
             kib,
+            max_conns,
             abi::ABI_VERSION
         );
         Ok(TcpLog {
             _dev: dev,
+            _hooks: hooks,
             _log: log,
         })
     }

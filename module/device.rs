@@ -25,6 +25,7 @@ use crate::abi::{self, MarkBody, Pod};
 use crate::identity::Identity;
 use crate::log::Log;
 use crate::reader::Reader;
+use crate::socket_hooks::SocketHooks;
 
 /// Makes a C operations table usable as a `static`.
 struct AssertSync<T>(T);
@@ -55,6 +56,7 @@ pub(crate) struct Registration {
     #[pin]
     misc: Opaque<bindings::miscdevice>,
     log: Arc<Log>,
+    hooks: Arc<SocketHooks>,
 }
 
 // SAFETY: `misc_deregister()` may be called from any thread, and a shared reference gives no
@@ -65,9 +67,10 @@ unsafe impl Sync for Registration {}
 
 impl Registration {
     /// Registers the device node `/dev/tcplog`, mode 0600, owned by root, reading from `log`.
-    pub(crate) fn register(log: Arc<Log>) -> impl PinInit<Self, Error> {
+    pub(crate) fn register(log: Arc<Log>, hooks: Arc<SocketHooks>) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             log,
+            hooks,
             misc <- Opaque::try_ffi_init(|slot: *mut bindings::miscdevice| {
                 let misc = bindings::miscdevice {
                     minor: bindings::MISC_DYNAMIC_MINOR as c_int,
@@ -111,6 +114,10 @@ unsafe impl FromBytes for abi::Mark {}
 unsafe impl AsBytes for abi::Config {}
 // SAFETY: As above.
 unsafe impl AsBytes for abi::Status {}
+// SAFETY: As above.
+unsafe impl FromBytes for abi::Filter {}
+// SAFETY: As above.
+unsafe impl AsBytes for abi::Filter {}
 
 /// Reads the ioctl argument `T` from userspace.
 fn read_arg<T: FromBytes>(arg: usize) -> Result<T> {
@@ -136,6 +143,7 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
             | abi::TCPLOG_IOC_DISABLE
             | abi::TCPLOG_IOC_FLUSH
             | abi::TCPLOG_IOC_SET_CONFIG
+            | abi::TCPLOG_IOC_SET_FILTER
             | abi::TCPLOG_IOC_MARK
     );
     if changes_state {
@@ -157,7 +165,7 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
             log.set_enabled(false, &Identity::current());
             Ok(0)
         }
-        abi::TCPLOG_IOC_STATUS => write_arg(arg, &log.status()),
+        abi::TCPLOG_IOC_STATUS => write_arg(arg, &reader.status()),
         abi::TCPLOG_IOC_FLUSH => {
             // Read the destination first, so a bad pointer fails before anything is discarded.
             let _: u64 = read_arg(arg)?;
@@ -168,6 +176,12 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         abi::TCPLOG_IOC_SET_CONFIG => {
             let cfg: abi::Config = read_arg(arg)?;
             log.set_config(&cfg, &Identity::current())?;
+            Ok(0)
+        }
+        abi::TCPLOG_IOC_GET_FILTER => write_arg(arg, &log.filter()),
+        abi::TCPLOG_IOC_SET_FILTER => {
+            let f: abi::Filter = read_arg(arg)?;
+            log.set_filter(&f, &Identity::current())?;
             Ok(0)
         }
         abi::TCPLOG_IOC_SEEK_END => {
@@ -233,7 +247,7 @@ unsafe extern "C" fn tcplog_open(inode: *mut bindings::inode, file: *mut binding
     if ret != 0 {
         return ret;
     }
-    match Reader::new(reg.log.clone()) {
+    match Reader::new(reg.log.clone(), reg.hooks.clone()) {
         Ok(reader) => {
             // SAFETY: The file is being opened: nothing else uses `private_data` yet; from now
             // on it holds the reader, until `tcplog_release` takes it back.

@@ -6,13 +6,14 @@ use kernel::bindings;
 
 use crate::abi::COMM_LEN;
 
-/// The current task's process id, real uid and command name.
+/// The current task's process id, thread id, real uid and command name.
 ///
 /// Ids are global: pids as the initial pid namespace numbers them, uids as the initial user
 /// namespace does, so records from containers stay comparable.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub(crate) struct Identity {
     pub(crate) pid: u32,
+    pub(crate) tid: u32,
     pub(crate) uid: u32,
     pub(crate) comm: [u8; COMM_LEN],
 }
@@ -31,8 +32,8 @@ impl Identity {
                 bindings::task_uid(task),
             )
         };
-        // SAFETY: `task` is valid (see above); its `tgid` never changes.
-        let pid = unsafe { (*task).tgid };
+        // SAFETY: `task` is valid (see above); its `pid` and `tgid` never change.
+        let (tid, pid) = unsafe { ((*task).pid, (*task).tgid) };
         // SAFETY: `comm` is an inline array of the live task. Another task may rewrite it (through
         // /proc/PID/comm) while we copy it; a volatile read, as the kernel's own `get_task_comm()`
         // does with a plain copy, tolerates that: at worst the name is torn, never out of bounds.
@@ -45,6 +46,7 @@ impl Identity {
         comm[COMM_LEN - 1] = 0;
         Identity {
             pid: pid as u32,
+            tid: tid as u32,
             uid,
             comm,
         }

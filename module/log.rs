@@ -4,7 +4,9 @@
 //! that the hooks read on every event.
 //!
 //! Producers call [`Log::emit`] from any context. Configuration is read lock-free from atomics;
-//! changes go through a mutex so that each one is audited by exactly one CONFIG record.
+//! changes go through a mutex so that each one is audited by exactly one CONFIG record. Hooks
+//! write events and summaries through [`Log::event`] and [`Log::summary`], which apply the event
+//! mask, the options and the filter before anything reaches the ring.
 
 use kernel::{
     new_mutex, new_poll_condvar, new_spinlock_irq,
@@ -16,7 +18,8 @@ use kernel::{
     },
 };
 
-use crate::abi::{self, config_item, ConfigBody, Pod};
+use crate::abi::{self, config_item, ConfigBody, EventBody, Pod, Subject, SummaryBody};
+use crate::conns::{Conn, ConnTable};
 use crate::identity::Identity;
 use crate::ring::{Cursor, ReadError, Ring};
 
@@ -31,6 +34,15 @@ pub(crate) struct Log {
     /// Serialises configuration changes.
     #[pin]
     config_lock: Mutex<()>,
+    /// The connections being tracked.
+    #[pin]
+    conns: SpinLockIrq<ConnTable>,
+    #[pin]
+    filter: SpinLockIrq<abi::Filter>,
+    /// Whether `filter` holds any criterion: hooks skip its lock when not.
+    filter_on: Atomic<bool>,
+    filtered: Atomic<u64>,
+    untracked: Atomic<u64>,
     enabled: Atomic<bool>,
     event_mask: Atomic<u64>,
     options: Atomic<u64>,
@@ -40,15 +52,21 @@ pub(crate) struct Log {
 }
 
 impl Log {
-    /// Makes the log with a ring of `ring_size` bytes.
-    pub(crate) fn new(ring_size: usize, enabled: bool) -> Result<Arc<Self>> {
+    /// Makes the log with a ring of `ring_size` bytes and room to track `max_conns` connections.
+    pub(crate) fn new(ring_size: usize, max_conns: usize, enabled: bool) -> Result<Arc<Self>> {
         let ring = Ring::new(ring_size)?;
+        let conns = ConnTable::new(max_conns)?;
         let cfg = abi::Config::DEFAULT;
         Arc::pin_init(
             try_pin_init!(Log {
                 ring <- new_spinlock_irq!(ring, "tcplog_ring"),
                 readable <- new_poll_condvar!("tcplog_readable"),
                 config_lock <- new_mutex!((), "tcplog_config"),
+                conns <- new_spinlock_irq!(conns, "tcplog_conns"),
+                filter <- new_spinlock_irq!(abi::Filter::default(), "tcplog_filter"),
+                filter_on: Atomic::new(false),
+                filtered: Atomic::new(0),
+                untracked: Atomic::new(0),
                 enabled: Atomic::new(enabled),
                 event_mask: Atomic::new(cfg.event_mask),
                 options: Atomic::new(cfg.options),
@@ -88,13 +106,107 @@ impl Log {
         self.emit(abi::rtype::CONFIG, &[body.as_bytes()]);
     }
 
-    /// Turns logging on or off; audited if it changed anything.
+    /// Turns logging on or off; audited if it changed anything. Disabling forgets the tracked
+    /// connections: while disabled the hooks do nothing, so what they knew would go stale, and a
+    /// connection that outlives the pause gets a summary flagged partial.
     pub(crate) fn set_enabled(&self, on: bool, who: &Identity) {
         let _guard = self.config_lock.lock();
         let was = self.enabled.xchg(on, Relaxed);
+        if !on {
+            // After the store: an insert that takes the lock after this sees `enabled` false.
+            self.conns.lock().clear();
+        }
         if was != on {
             self.emit_config(config_item::ENABLED, u64::from(was), u64::from(on), who);
         }
+    }
+
+    /// Whether hooks should report operation `op`.
+    pub(crate) fn wants(&self, op: u16) -> bool {
+        self.enabled() && self.event_mask.load(Relaxed) & (1 << op) != 0
+    }
+
+    fn passes(&self, s: &Subject<'_>) -> bool {
+        if !self.filter_on.load(Relaxed) || self.filter.lock().matches(s) {
+            return true;
+        }
+        self.filtered.add(1, Relaxed);
+        false
+    }
+
+    /// Writes an event record if the mask and the filter let it through. `has_endpoints` says
+    /// whether the event carries addresses and ports (a create event does not).
+    pub(crate) fn event(&self, e: &EventBody, has_endpoints: bool) {
+        let s = Subject {
+            family: e.family,
+            protocol: e.protocol,
+            has_endpoints,
+            lport: e.lport,
+            rport: e.rport,
+            laddr: &e.laddr,
+            raddr: &e.raddr,
+            uid: e.uid,
+            pid: e.pid,
+            netns: e.netns,
+            comm: &e.comm,
+        };
+        if self.wants(e.op) && self.passes(&s) {
+            self.emit(abi::rtype::EVENT, &[e.as_bytes()]);
+        }
+    }
+
+    /// Writes a summary record if summaries are on and the filter lets it through.
+    pub(crate) fn summary(&self, b: &SummaryBody) {
+        let on = self.enabled() && self.options.load(Relaxed) & abi::OPT_SUMMARIES != 0;
+        let s = Subject {
+            family: b.family,
+            protocol: abi::IPPROTO_TCP,
+            has_endpoints: true,
+            lport: b.lport,
+            rport: b.rport,
+            laddr: &b.laddr,
+            raddr: &b.raddr,
+            uid: b.uid,
+            pid: b.pid,
+            netns: b.netns,
+            comm: &b.comm,
+        };
+        if on && self.passes(&s) {
+            self.emit(abi::rtype::SUMMARY, &[b.as_bytes()]);
+        }
+    }
+
+    /// Starts tracking a connection, unless logging is disabled. A full table is counted, and the
+    /// connection will get a partial summary.
+    pub(crate) fn track(&self, key: usize, conn: Conn) {
+        let mut table = self.conns.lock();
+        if !self.enabled() {
+            return;
+        }
+        if table.insert(key, conn).is_err() {
+            self.untracked.add(1, Relaxed);
+        }
+    }
+
+    /// Runs `f` on the connection table.
+    pub(crate) fn with_conns<R>(&self, f: impl FnOnce(&mut ConnTable) -> R) -> R {
+        f(&mut self.conns.lock())
+    }
+
+    pub(crate) fn filter(&self) -> abi::Filter {
+        *self.filter.lock()
+    }
+
+    /// Replaces the filter; audited with the number of criteria before and after.
+    pub(crate) fn set_filter(&self, f: &abi::Filter, who: &Identity) -> Result {
+        if !f.is_valid() {
+            return Err(EINVAL);
+        }
+        let _guard = self.config_lock.lock();
+        let old = core::mem::replace(&mut *self.filter.lock(), *f);
+        self.filter_on.store(!f.is_empty(), Relaxed);
+        self.emit_config(config_item::FILTER, old.criteria(), f.criteria(), who);
+        Ok(())
     }
 
     /// Discards everything buffered; returns the bytes discarded. Always audited.
@@ -141,8 +253,10 @@ impl Log {
         Ok(())
     }
 
-    pub(crate) fn status(&self) -> abi::Status {
+    /// The module's state; `probes_missed` comes from the hooks, which the log does not own.
+    pub(crate) fn status(&self, probes_missed: u64) -> abi::Status {
         let s = self.ring.lock().stats();
+        let (conn_table_size, conns_tracked) = self.with_conns(|t| (t.capacity(), t.len()));
         abi::Status {
             abi_version: abi::ABI_VERSION,
             enabled: u32::from(self.enabled()),
@@ -155,8 +269,13 @@ impl Log {
             bytes_flushed: s.flushed_bytes,
             oldest_seq: s.tail_seq,
             readers: self.readers.load(Relaxed),
+            conn_table_size: conn_table_size as u32,
+            conns_tracked: conns_tracked as u32,
             _pad: 0,
             records_dropped: self.dropped.load(Relaxed),
+            conns_untracked: self.untracked.load(Relaxed),
+            probes_missed,
+            records_filtered: self.filtered.load(Relaxed),
             produced_by_type: s.produced_by_type,
         }
     }

@@ -18,6 +18,7 @@ use kernel::{
 use crate::abi::MAX_RECORD_LEN;
 use crate::log::Log;
 use crate::ring::{Cursor, ReadError};
+use crate::socket_hooks::SocketHooks;
 
 /// Size of the bounce buffer: a read copies up to this much per hold of the ring's lock.
 const BOUNCE_SIZE: usize = 32 * 1024;
@@ -33,18 +34,20 @@ struct ReaderState {
 #[pin_data(PinnedDrop)]
 pub(crate) struct Reader {
     log: Arc<Log>,
+    hooks: Arc<SocketHooks>,
     #[pin]
     state: Mutex<ReaderState>,
 }
 
 impl Reader {
     /// A reader that starts at the oldest record held.
-    pub(crate) fn new(log: Arc<Log>) -> Result<Pin<KBox<Self>>> {
+    pub(crate) fn new(log: Arc<Log>, hooks: Arc<SocketHooks>) -> Result<Pin<KBox<Self>>> {
         let bounce = KVVec::from_elem(0u8, BOUNCE_SIZE, GFP_KERNEL)?;
         let cursor = log.oldest();
         let reader = KBox::pin_init(
             try_pin_init!(Reader {
                 log,
+                hooks,
                 state <- new_mutex!(ReaderState { cursor, bounce }, "tcplog_reader"),
             }),
             GFP_KERNEL,
@@ -56,6 +59,11 @@ impl Reader {
 
     pub(crate) fn log(&self) -> &Log {
         &self.log
+    }
+
+    /// The module's state, with the hooks' count of missed calls.
+    pub(crate) fn status(&self) -> crate::abi::Status {
+        self.log.status(self.hooks.missed())
     }
 
     /// Reads whole records into `out`, which has room for `len` bytes; blocks unless `nonblock`.

@@ -4,7 +4,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use crate::record::{comm_str, config_item_name, type_name, Body, Record};
+use tcplog_ctl::{self as abi, EventBody, SummaryBody};
+
+use crate::record::{
+    close_name, comm_str, config_item_name, errno_name, family_name, ip, op_name, open_name,
+    proto_name, type_name, Body, Record,
+};
 
 /// Output formats of `dump` and `follow`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +49,8 @@ pub fn to_json(r: &Record) -> Value {
             "uid": c.uid,
             "comm": comm_str(&c.comm),
         }),
+        Body::Event(e) => event_json(e),
+        Body::Summary(s) => summary_json(s),
         Body::Mark(k) => json!({
             "value": k.value,
             "index": k.index,
@@ -57,6 +64,135 @@ pub fn to_json(r: &Record) -> Value {
         m.extend(b);
     }
     Value::Object(m)
+}
+
+fn event_json(e: &EventBody) -> Value {
+    let mut v = json!({
+        "op": op_name(e.op),
+        "family": family_name(e.family),
+        "proto": proto_name(e.protocol),
+        "sock_type": e.sock_type,
+        "pid": e.pid,
+        "tid": e.tid,
+        "uid": e.uid,
+        "comm": comm_str(&e.comm),
+        "laddr": ip(e.family, &e.laddr).to_string(),
+        "lport": e.lport,
+        "raddr": ip(e.family, &e.raddr).to_string(),
+        "rport": e.rport,
+        "netns": e.netns,
+        "sock_id": e.sock_id,
+        "result": e.result,
+        "implicit": e.flags & abi::EVF_IMPLICIT != 0,
+        "async": e.flags & abi::EVF_ASYNC != 0,
+        "owner_attributed": e.flags & abi::EVF_OWNER != 0,
+    });
+    if e.result != 0 {
+        v["error"] = errno_name(e.result).map_or(Value::Null, Into::into);
+    }
+    if e.flags & abi::EVF_NO_PROCESS != 0 {
+        for k in ["pid", "tid", "uid", "comm"] {
+            v[k] = Value::Null;
+        }
+    }
+    v
+}
+
+fn summary_json(s: &SummaryBody) -> Value {
+    let owner_known = s.flags & abi::SUMF_OWNER_UNKNOWN == 0;
+    let start_known = s.flags & abi::SUMF_START_UNKNOWN == 0;
+    let ip_counted = s.flags & abi::SUMF_IP_COUNTERS != 0;
+    let known = |ok: bool, v: Value| if ok { v } else { Value::Null };
+    json!({
+        "family": family_name(s.family),
+        "proto": "tcp",
+        "laddr": ip(s.family, &s.laddr).to_string(),
+        "lport": s.lport,
+        "raddr": ip(s.family, &s.raddr).to_string(),
+        "rport": s.rport,
+        "pid": known(owner_known, s.pid.into()),
+        "uid": known(owner_known, s.uid.into()),
+        "comm": known(owner_known, comm_str(&s.comm).into()),
+        "netns": s.netns,
+        "sock_id": s.sock_id,
+        "open": open_name(s.open),
+        "close": close_name(s.close),
+        "partial": s.flags & abi::SUMF_PARTIAL != 0,
+        "start": known(start_known, rfc3339(s.start_ns).into()),
+        "start_ns": known(start_known, s.start_ns.into()),
+        "duration_ns": known(start_known, s.duration_ns.into()),
+        "bytes_sent": s.bytes_sent,
+        "bytes_received": s.bytes_received,
+        "segs_in": s.segs_in,
+        "segs_out": s.segs_out,
+        "retrans": s.retrans,
+        "srtt_us": s.srtt_us,
+        "pkts_in": known(ip_counted, s.pkts_in.into()),
+        "pkts_out": known(ip_counted, s.pkts_out.into()),
+        "ip_bytes_in": known(ip_counted, s.ip_bytes_in.into()),
+        "ip_bytes_out": known(ip_counted, s.ip_bytes_out.into()),
+    })
+}
+
+/// `addr:port`, with IPv6 addresses in brackets.
+fn endpoint(family: u16, a: &[u8; 16], port: u16) -> String {
+    match ip(family, a) {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        v4 => format!("{v4}:{port}"),
+    }
+}
+
+fn event_text(e: &EventBody) -> String {
+    let who = if e.flags & abi::EVF_NO_PROCESS != 0 {
+        "-".to_owned()
+    } else {
+        format!("{}/{}", e.pid, comm_str(&e.comm))
+    };
+    let mut s = format!(
+        "{:<4} {:<10} {:<20} {} -> {}",
+        proto_name(e.protocol),
+        op_name(e.op),
+        who,
+        endpoint(e.family, &e.laddr, e.lport),
+        endpoint(e.family, &e.raddr, e.rport)
+    );
+    if e.flags & abi::EVF_IMPLICIT != 0 {
+        s.push_str(" (implicit)");
+    }
+    if e.result != 0 {
+        let name =
+            errno_name(e.result).map_or_else(|| format!("errno {}", e.result), str::to_owned);
+        s.push_str(&format!(" = {name}"));
+    }
+    s
+}
+
+fn summary_text(s: &SummaryBody) -> String {
+    let who = if s.flags & abi::SUMF_OWNER_UNKNOWN != 0 {
+        "-".to_owned()
+    } else {
+        format!("{}/{}", s.pid, comm_str(&s.comm))
+    };
+    let ms = if s.flags & abi::SUMF_START_UNKNOWN != 0 {
+        "?".to_owned()
+    } else {
+        format!("{:.3}", s.duration_ns as f64 / 1e6)
+    };
+    format!(
+        "tcp  {:<10} {:<20} {} -> {} tx {} rx {} ms {}{}",
+        open_name(s.open),
+        who,
+        endpoint(s.family, &s.laddr, s.lport),
+        endpoint(s.family, &s.raddr, s.rport),
+        s.bytes_sent,
+        s.bytes_received,
+        ms,
+        if s.flags & abi::SUMF_PARTIAL != 0 {
+            " (partial)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// A record as one line of text.
@@ -76,6 +212,8 @@ pub fn to_text(r: &Record) -> String {
             c.uid,
             comm_str(&c.comm)
         ),
+        Body::Event(e) => event_text(e),
+        Body::Summary(s) => summary_text(s),
         Body::Mark(k) => format!(
             "value {} #{} by pid {} uid {} ({})",
             k.value,

@@ -4,8 +4,11 @@
 //! (wrong magic, impossible length, truncated) is not trusted: the decoder reports the damage and
 //! resynchronises on the next aligned record magic, like a reader of HP-UX ipl's stream would.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use tcplog_ctl::{
-    self as abi, config_item, rtype, ConfigBody, LostBody, MarkBody, Pod, RecordHeader,
+    self as abi, close, config_item, op, open, rtype, ConfigBody, EventBody, LostBody, MarkBody,
+    Pod, RecordHeader, SummaryBody,
 };
 
 /// A decoded record.
@@ -20,6 +23,8 @@ pub struct Record {
 pub enum Body {
     Lost(LostBody),
     Config(ConfigBody),
+    Event(EventBody),
+    Summary(SummaryBody),
     Mark(MarkBody),
     /// A type this tool does not know (a newer module): kept as raw bytes.
     Unknown(Vec<u8>),
@@ -120,6 +125,8 @@ fn decode_body(ty: u16, bytes: &[u8]) -> Body {
     let parsed = match ty {
         rtype::LOST => LostBody::read_from(bytes).map(Body::Lost),
         rtype::CONFIG => ConfigBody::read_from(bytes).map(Body::Config),
+        rtype::EVENT => EventBody::read_from(bytes).map(Body::Event),
+        rtype::SUMMARY => SummaryBody::read_from(bytes).map(Body::Summary),
         rtype::MARK => MarkBody::read_from(bytes).map(Body::Mark),
         _ => None,
     };
@@ -131,6 +138,8 @@ pub fn type_name(ty: u16) -> &'static str {
     match ty {
         rtype::LOST => "lost",
         rtype::CONFIG => "config",
+        rtype::EVENT => "event",
+        rtype::SUMMARY => "summary",
         rtype::MARK => "mark",
         _ => "unknown",
     }
@@ -144,8 +153,93 @@ pub fn config_item_name(item: u32) -> &'static str {
         config_item::EVENT_MASK => "event_mask",
         config_item::OPTIONS => "options",
         config_item::SNAP_LEN => "snap_len",
+        config_item::FILTER => "filter",
         _ => "unknown",
     }
+}
+
+/// The name of a socket operation, without its protocol (JSON's `op`).
+pub fn op_name(o: u16) -> &'static str {
+    match o {
+        op::TCP_CREATE | op::UDP_CREATE => "create",
+        op::TCP_BIND | op::UDP_BIND => "bind",
+        op::TCP_LISTEN => "listen",
+        op::TCP_ACCEPT => "accept",
+        op::TCP_CONNECT | op::UDP_CONNECT => "connect",
+        op::TCP_DISCONNECT => "disconnect",
+        op::TCP_CLOSE | op::UDP_CLOSE => "close",
+        _ => "unknown",
+    }
+}
+
+/// JSON's `family`.
+pub fn family_name(f: u16) -> &'static str {
+    match f {
+        abi::AF_INET => "inet",
+        abi::AF_INET6 => "inet6",
+        _ => "unknown",
+    }
+}
+
+/// JSON's `proto`.
+pub fn proto_name(p: u8) -> &'static str {
+    match p {
+        abi::IPPROTO_TCP => "tcp",
+        abi::IPPROTO_UDP => "udp",
+        _ => "unknown",
+    }
+}
+
+/// JSON's `open`.
+pub fn open_name(o: u8) -> &'static str {
+    match o {
+        open::ACTIVE => "active",
+        open::PASSIVE => "passive",
+        _ => "unknown",
+    }
+}
+
+/// JSON's `close`.
+pub fn close_name(c: u8) -> &'static str {
+    match c {
+        close::FIN => "fin",
+        close::RST_SENT => "rst_sent",
+        close::RST_RECEIVED => "rst_received",
+        close::TIMEOUT => "timeout",
+        _ => "unknown",
+    }
+}
+
+/// An address as records carry it (network order; IPv4 in the first 4 bytes).
+pub fn ip(family: u16, a: &[u8; 16]) -> IpAddr {
+    if family == abi::AF_INET6 {
+        IpAddr::V6(Ipv6Addr::from(*a))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+    }
+}
+
+/// The symbolic name of an errno, where the tool knows it.
+pub fn errno_name(e: i32) -> Option<&'static str> {
+    Some(match e {
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::EINVAL => "EINVAL",
+        libc::EAGAIN => "EAGAIN",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::EALREADY => "EALREADY",
+        libc::EISCONN => "EISCONN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        _ => return None,
+    })
 }
 
 /// A NUL-padded command name as text.

@@ -6,9 +6,11 @@
 mod bench;
 mod dev;
 mod harness;
+mod peer;
 mod sys;
 mod t_basic;
 mod t_device;
+mod t_socket;
 mod t_tool;
 
 use harness::Harness;
@@ -17,6 +19,9 @@ use harness::Harness;
 const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
+    if peer::main_if_peer() {
+        return;
+    }
     let filter = std::env::args().nth(1);
     if filter.as_deref() == Some("--bench") {
         if let Err(e) = bench::ring() {
@@ -31,6 +36,7 @@ fn main() {
     t_basic::device(&mut h);
     t_device::all(&mut h);
     t_tool::all(&mut h);
+    t_socket::all(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

@@ -99,6 +99,9 @@ impl kernel::Module for TcpLog {
         }
         let log = log::Log::new(size, max_conns, module_parameters::enabled.value())?;
         let hooks = Arc::new(socket_hooks::SocketHooks::install(log.clone())?, GFP_KERNEL)?;
+        if !log.enabled() {
+            hooks.set_armed(false);
+        }
         let dev = KBox::pin_init(
             device::Registration::register(log.clone(), hooks.clone()),
             GFP_KERNEL,

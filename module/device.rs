@@ -158,11 +158,11 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
     match cmd {
         abi::TCPLOG_IOC_VERSION => write_arg(arg, &abi::ABI_VERSION),
         abi::TCPLOG_IOC_ENABLE => {
-            log.set_enabled(true, &Identity::current());
+            reader.set_enabled(true, &Identity::current());
             Ok(0)
         }
         abi::TCPLOG_IOC_DISABLE => {
-            log.set_enabled(false, &Identity::current());
+            reader.set_enabled(false, &Identity::current());
             Ok(0)
         }
         abi::TCPLOG_IOC_STATUS => write_arg(arg, &reader.status()),

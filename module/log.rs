@@ -108,10 +108,14 @@ impl Log {
 
     /// Turns logging on or off; audited if it changed anything. Disabling forgets the tracked
     /// connections: while disabled the hooks do nothing, so what they knew would go stale, and a
-    /// connection that outlives the pause gets a summary flagged partial.
-    pub(crate) fn set_enabled(&self, on: bool, who: &Identity) {
+    /// connection that outlives the pause gets a summary flagged partial. `arm` arms or disarms
+    /// the hooks; it runs under the configuration lock, so toggles cannot interleave.
+    pub(crate) fn set_enabled(&self, on: bool, who: &Identity, arm: impl FnOnce(bool)) {
         let _guard = self.config_lock.lock();
         let was = self.enabled.xchg(on, Relaxed);
+        if was != on {
+            arm(on);
+        }
         if !on {
             // After the store: an insert that takes the lock after this sees `enabled` false.
             self.conns.lock().clear();

@@ -105,6 +105,22 @@ impl RetProbe {
         })
     }
 
+    /// Arms or disarms the probe. A disarmed probe costs the probed function nothing; calls
+    /// already in flight still run their return handlers.
+    pub(crate) fn set_armed(&self, on: bool) {
+        // SAFETY: By the type invariant the kretprobe is registered; `enable_kprobe` and
+        // `disable_kprobe` take the kprobes mutex and may sleep, and callers are in process
+        // context.
+        unsafe {
+            let kp = core::ptr::addr_of_mut!((*self.kp.get()).kp);
+            if on {
+                bindings::enable_kprobe(kp);
+            } else {
+                bindings::disable_kprobe(kp);
+            }
+        }
+    }
+
     /// Calls this probe missed: instances exhausted, or the probe hit itself.
     pub(crate) fn nmissed(&self) -> u64 {
         let p = self.kp.get();

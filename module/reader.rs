@@ -61,6 +61,11 @@ impl Reader {
         &self.log
     }
 
+    /// Turns logging on or off, arming or disarming the hooks with it.
+    pub(crate) fn set_enabled(&self, on: bool, who: &crate::identity::Identity) {
+        self.log.set_enabled(on, who, |on| self.hooks.set_armed(on));
+    }
+
     /// The module's state, with the hooks' count of missed calls.
     pub(crate) fn status(&self) -> crate::abi::Status {
         self.log.status(self.hooks.missed())

@@ -815,6 +815,14 @@ impl SocketHooks {
         Ok(hooks)
     }
 
+    /// Arms or disarms the kretprobes, so that disabled logging costs the socket calls nothing.
+    /// (The tracepoint probes stay: they are cheap, and keep the connection table honest.)
+    pub(crate) fn set_armed(&self, on: bool) {
+        for p in &self.retprobes {
+            p.set_armed(on);
+        }
+    }
+
     /// Calls the kretprobes missed (their events are missing).
     pub(crate) fn missed(&self) -> u64 {
         self.retprobes.iter().map(|p| p.nmissed()).sum()

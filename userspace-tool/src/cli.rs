@@ -3,7 +3,24 @@
 use clap::{Parser, Subcommand};
 
 use crate::control::{parse_mark_count, parse_snap_len};
+use crate::criteria::CriteriaArgs;
 use crate::output::Format;
+
+/// `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// What `tcplog filter` does.
+#[derive(Debug, Subcommand)]
+pub enum FilterAction {
+    /// Replace the criteria: a record passes if, for every kind given, it matches one of them.
+    Set(CriteriaArgs),
+    /// Remove every criterion: log everything.
+    Clear,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +78,29 @@ pub enum Command {
         /// How many records to write.
         #[arg(long, default_value_t = 1, value_parser = parse_mark_count)]
         count: u32,
+    },
+    /// Show which socket operations are logged, or choose them (inetsock's monitor files).
+    ///
+    /// OPS replace the current set: tcp:create, tcp:bind, tcp:listen, tcp:accept, tcp:connect,
+    /// tcp:disconnect, tcp:close, udp:create, udp:bind, udp:connect, udp:close; a bare name
+    /// (connect) for both protocols; tcp or udp for all of one; all; none.
+    Events {
+        #[arg(value_name = "OPS")]
+        ops: Vec<String>,
+        /// Write a summary record when a TCP connection closes.
+        #[arg(long, value_enum)]
+        summaries: Option<OnOff>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the in-kernel filter, or set or clear it.
+    Filter {
+        #[command(subcommand)]
+        action: Option<FilterAction>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the configuration, or change it.
     Config {

@@ -72,6 +72,84 @@ pub fn config(path: &str, change: &ConfigChange, json: bool, out: &mut dyn Write
     write_out(out, &text)
 }
 
+/// `tcplog events`: shows the logged operations, after replacing them if `ops` is not empty.
+pub fn events(
+    path: &str,
+    ops: &[String],
+    summaries: Option<bool>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let change = !ops.is_empty() || summaries.is_some();
+    let dev = if change {
+        open_rw(path)?
+    } else {
+        Device::open_checked(path, Access::ReadOnly)?
+    };
+    let mut cfg = dev.config()?;
+    if change {
+        if !ops.is_empty() {
+            cfg.event_mask = crate::events::parse_mask(ops).map_err(Error::BadInput)?;
+        }
+        if let Some(on) = summaries {
+            cfg.options = if on {
+                cfg.options | abi::OPT_SUMMARIES
+            } else {
+                cfg.options & !abi::OPT_SUMMARIES
+            };
+        }
+        dev.set_config(&cfg)?;
+        cfg = dev.config()?;
+    }
+    let names = crate::events::mask_names(cfg.event_mask);
+    let summ = cfg.options & abi::OPT_SUMMARIES != 0;
+    let text = if json {
+        json!({ "events": names, "summaries": summ }).to_string()
+    } else {
+        format!(
+            "events              {}\nsummaries           {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(" ")
+            },
+            if summ { "on" } else { "off" }
+        )
+    };
+    write_out(out, &text)
+}
+
+/// `tcplog filter`: shows the criteria, after setting or clearing them.
+pub fn filter(
+    path: &str,
+    action: Option<&crate::cli::FilterAction>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use crate::cli::FilterAction;
+    let dev = match action {
+        None => Device::open_checked(path, Access::ReadOnly)?,
+        Some(a) => {
+            let f = match a {
+                FilterAction::Set(args) => args.to_filter().map_err(Error::BadInput)?,
+                FilterAction::Clear => abi::Filter::default(),
+            };
+            let dev = open_rw(path)?;
+            dev.set_filter(&f)?;
+            dev
+        }
+    };
+    let crit = crate::criteria::describe(&dev.filter()?);
+    let text = if json {
+        json!({ "criteria": crit }).to_string()
+    } else if crit.is_empty() {
+        "no criteria: everything is logged".to_owned()
+    } else {
+        crit.join(" ")
+    };
+    write_out(out, &text)
+}
+
 /// Bounds the tool checks before asking the module, to give a clear message.
 pub fn parse_snap_len(s: &str) -> std::result::Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;

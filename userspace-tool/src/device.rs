@@ -120,6 +120,15 @@ impl Device {
         self.ioctl(abi::TCPLOG_IOC_SET_CONFIG, "TCPLOG_IOC_SET_CONFIG", &mut c)
     }
 
+    pub fn filter(&self) -> Result<abi::Filter> {
+        self.get(abi::TCPLOG_IOC_GET_FILTER, "TCPLOG_IOC_GET_FILTER")
+    }
+
+    pub fn set_filter(&self, f: &abi::Filter) -> Result<()> {
+        let mut f = *f;
+        self.ioctl(abi::TCPLOG_IOC_SET_FILTER, "TCPLOG_IOC_SET_FILTER", &mut f)
+    }
+
     pub fn mark(&self, value: u64, count: u32) -> Result<()> {
         let mut m = abi::Mark {
             value,

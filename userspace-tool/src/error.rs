@@ -8,7 +8,8 @@ use thiserror::Error;
 pub mod exit {
     /// Any error not listed below.
     pub const FAILURE: i32 = 1;
-    // 2: a bad command line (clap's own exit code).
+    /// A bad command line: clap's own code, and ours for criteria it cannot check.
+    pub const USAGE: i32 = 2;
     /// The module is not loaded: the device node does not exist.
     pub const NOT_LOADED: i32 = 3;
     /// Permission denied: root or CAP_NET_ADMIN is needed.
@@ -34,6 +35,10 @@ pub enum Error {
     )]
     AbiMismatch { module: u32, tool: u32 },
 
+    /// A value the command line accepted but that makes no sense (a bad filter criterion).
+    #[error("{0}")]
+    BadInput(String),
+
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -55,6 +60,7 @@ impl Error {
             Error::NotLoaded { .. } => exit::NOT_LOADED,
             Error::Permission { .. } => exit::PERMISSION,
             Error::AbiMismatch { .. } => exit::ABI_MISMATCH,
+            Error::BadInput(_) => exit::USAGE,
             Error::Io { .. } => exit::FAILURE,
         }
     }

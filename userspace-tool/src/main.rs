@@ -2,8 +2,10 @@
 
 mod cli;
 mod control;
+mod criteria;
 mod device;
 mod error;
+mod events;
 mod output;
 mod record;
 mod status;
@@ -29,6 +31,12 @@ fn run(cli: &Cli, out: &mut dyn Write) -> error::Result<()> {
             stream::follow(dev, Command::format(*format, *json), *new, out)
         }
         Command::Mark { value, count } => control::mark(dev, *value, *count),
+        Command::Events {
+            ops,
+            summaries,
+            json,
+        } => control::events(dev, ops, summaries.map(|s| s == cli::OnOff::On), *json, out),
+        Command::Filter { action, json } => control::filter(dev, action.as_ref(), *json, out),
         Command::Config { snap_len, json } => {
             let change = control::ConfigChange {
                 snap_len: *snap_len,

@@ -150,7 +150,7 @@ fn masked(addr: &[u8; 16], bits: u8) -> [u8; 16] {
 impl AddrPrefix {
     /// A known family, a prefix no longer than the address, and no bits set past the prefix:
     /// `10.1.2.3/8` is refused, `10.0.0.0/8` accepted.
-    fn is_valid(&self) -> bool {
+    pub fn is_valid(&self) -> bool {
         let max = match self.family {
             AF_INET => 32,
             AF_INET6 => 128,

@@ -24,7 +24,7 @@ fn main() {
     }
     let filter = std::env::args().nth(1);
     if filter.as_deref() == Some("--bench") {
-        if let Err(e) = bench::ring() {
+        if let Err(e) = bench::ring().and_then(|()| bench::churn()) {
             println!("bench failed: {e}");
             std::process::exit(1);
         }

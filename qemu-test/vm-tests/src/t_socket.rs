@@ -85,6 +85,10 @@ pub fn all(h: &mut Harness) {
         "socket: JSON carries the documented field names",
         json_fields,
     );
+    h.run(
+        "socket: tcplog events and tcplog filter choose what is logged, audited",
+        tool_choices,
+    );
     h.run("socket: no probe missed a call", || {
         ensure_eq!(Dev::open(false, true)?.status()?.probes_missed, 0);
         Ok(())
@@ -1097,5 +1101,73 @@ fn json_fields() -> TestResult {
     );
     ensure_eq!(sm["close"], "fin");
     ensure_eq!(sm["partial"], false);
+    Ok(())
+}
+
+fn tool_choices() -> TestResult {
+    let d = fresh()?;
+    let out = sys::run_ok(
+        sys::TOOL,
+        &["events", "tcp:connect", "accept", "--summaries", "off"],
+    )?;
+    ensure_eq!(
+        out,
+        "events              tcp:accept tcp:connect\nsummaries           off\n"
+    );
+    exchange(&[], "127.0.0.1:0", &[], "127.0.0.1", 2, 2)?;
+    let recs = settle(&d)?;
+    let cfg: Vec<_> = recs.iter().filter_map(|r| r.config()).collect();
+    ensure_eq!(cfg.len(), 2, "event mask and options audited");
+    ensure_eq!(
+        (cfg[0].item, cfg[0].old, cfg[0].new),
+        (abi::config_item::EVENT_MASK, abi::VALID_EVENT_MASK, 0x30)
+    );
+    ensure_eq!(
+        (cfg[1].item, cfg[1].old, cfg[1].new),
+        (abi::config_item::OPTIONS, 1, 0)
+    );
+    let ops: Vec<u16> = events(&recs).iter().map(|e| e.op).collect();
+    ensure_eq!(ops.len(), 2, "{ops:?}");
+    ensure_eq!(summaries(&recs).len(), 0);
+    sys::run_ok(sys::TOOL, &["events", "all", "--summaries", "on"])?;
+
+    let srv = peer::server(&[], "127.0.0.1:0", 2, 2)?;
+    let port = srv.port.to_string();
+    let out = sys::run_ok(
+        sys::TOOL,
+        &["filter", "set", "--port", &port, "--proto", "tcp"],
+    )?;
+    ensure_eq!(out.trim(), format!("--port {port} --proto tcp"));
+    d.drain()?;
+    peer::client(&[], &format!("127.0.0.1:{port}"), 2, 2)?;
+    srv.finish()?;
+    exchange(&[], "127.0.0.1:0", &[], "127.0.0.1", 2, 2)?;
+    let sums = summaries(&settle(&d)?);
+    ensure_eq!(sums.len(), 2, "only the connection to the filtered port");
+    let out = sys::run_ok(sys::TOOL, &["filter", "clear"])?;
+    ensure_eq!(out.trim(), "no criteria: everything is logged");
+    let recs = settle(&d)?;
+    let c = recs
+        .iter()
+        .find_map(|r| r.config())
+        .ok_or("clear not audited")?;
+    ensure_eq!((c.item, c.old, c.new), (abi::config_item::FILTER, 2, 0));
+
+    for (args, want) in [
+        (
+            &["filter", "set", "--addr", "10.1.2.3/8"][..],
+            "bits are set past the prefix length",
+        ),
+        (
+            &["filter", "set", "--port", "9-1"][..],
+            "the range is reversed",
+        ),
+        (&["events", "tcp:frob"][..], "unknown operation 'tcp:frob'"),
+    ] {
+        let out = sys::run(sys::TOOL, args)?;
+        ensure_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(err.contains(want), "{args:?}: {err}");
+    }
     Ok(())
 }

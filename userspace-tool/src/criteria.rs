@@ -1,0 +1,285 @@
+//! Filter criteria from the command line (`tcplog filter set`), and back to text.
+
+use std::net::IpAddr;
+
+use tcplog_ctl::{self as abi, AddrPrefix, Filter, PortRange};
+
+use crate::record::comm_str;
+
+/// Criteria as given on the command line, one list per kind.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct CriteriaArgs {
+    /// A port or range LO-HI, matching either end (repeatable).
+    #[arg(long = "port", value_name = "PORT[-PORT]")]
+    pub ports: Vec<String>,
+    /// An address with an optional prefix length, v4 or v6 (repeatable): 10.0.0.0/8, fd00::/8.
+    #[arg(long = "addr", value_name = "ADDR[/LEN]")]
+    pub addrs: Vec<String>,
+    /// A user id (repeatable).
+    #[arg(long = "uid")]
+    pub uids: Vec<u32>,
+    /// A process id (repeatable).
+    #[arg(long = "pid")]
+    pub pids: Vec<u32>,
+    /// A command name, up to 15 bytes (repeatable).
+    #[arg(long = "comm")]
+    pub comms: Vec<String>,
+    /// A network namespace inode, as `ls -l /proc/PID/ns/net` shows (repeatable).
+    #[arg(long = "netns")]
+    pub netns: Vec<u32>,
+    /// inet or inet6 (repeatable).
+    #[arg(long = "family")]
+    pub families: Vec<String>,
+    /// tcp or udp (repeatable).
+    #[arg(long = "proto")]
+    pub protos: Vec<String>,
+}
+
+fn too_many(what: &str, max: usize) -> String {
+    format!("at most {max} --{what} criteria")
+}
+
+fn parse_port(s: &str) -> Result<PortRange, String> {
+    let num = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("--port {s}: '{p}' is not a port (1 to 65535)"))
+    };
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => {
+            let p = num(s)?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return Err(format!("--port {s}: the range is reversed"));
+    }
+    Ok(PortRange { lo, hi })
+}
+
+fn parse_addr(s: &str) -> Result<AddrPrefix, String> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let ip: IpAddr = a
+        .parse()
+        .map_err(|_| format!("--addr {s}: '{a}' is not an IP address"))?;
+    let (family, max, bytes) = match ip {
+        IpAddr::V4(v) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v.octets());
+            (abi::AF_INET, 32u8, b)
+        }
+        IpAddr::V6(v) => (abi::AF_INET6, 128u8, v.octets()),
+    };
+    let prefix_len = match len {
+        None => max,
+        Some(l) => l
+            .parse::<u8>()
+            .ok()
+            .filter(|&n| n <= max)
+            .ok_or_else(|| format!("--addr {s}: the prefix length must be 0 to {max}"))?,
+    };
+    let p = AddrPrefix {
+        family,
+        prefix_len,
+        _pad: 0,
+        addr: bytes,
+    };
+    if !p.is_valid() {
+        return Err(format!("--addr {s}: bits are set past the prefix length"));
+    }
+    Ok(p)
+}
+
+impl CriteriaArgs {
+    /// Builds the filter, or says which argument is wrong and why.
+    pub fn to_filter(&self) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        let check = |n: usize, max: usize, what: &str| {
+            if n > max {
+                Err(too_many(what, max))
+            } else {
+                Ok(())
+            }
+        };
+        check(self.ports.len(), abi::MAX_FILTER_PORTS, "port")?;
+        check(self.addrs.len(), abi::MAX_FILTER_ADDRS, "addr")?;
+        check(self.uids.len(), abi::MAX_FILTER_IDS, "uid")?;
+        check(self.pids.len(), abi::MAX_FILTER_IDS, "pid")?;
+        check(self.comms.len(), abi::MAX_FILTER_COMMS, "comm")?;
+        check(self.netns.len(), abi::MAX_FILTER_NETNS, "netns")?;
+        for (i, p) in self.ports.iter().enumerate() {
+            f.ports[i] = parse_port(p)?;
+        }
+        f.n_ports = self.ports.len() as u32;
+        for (i, a) in self.addrs.iter().enumerate() {
+            f.addrs[i] = parse_addr(a)?;
+        }
+        f.n_addrs = self.addrs.len() as u32;
+        f.uids[..self.uids.len()].copy_from_slice(&self.uids);
+        f.n_uids = self.uids.len() as u32;
+        f.pids[..self.pids.len()].copy_from_slice(&self.pids);
+        f.n_pids = self.pids.len() as u32;
+        f.netns[..self.netns.len()].copy_from_slice(&self.netns);
+        f.n_netns = self.netns.len() as u32;
+        for (i, c) in self.comms.iter().enumerate() {
+            if c.is_empty() || c.len() >= abi::COMM_LEN || c.contains('\0') {
+                return Err(format!("--comm '{c}': a command name is 1 to 15 bytes"));
+            }
+            f.comms[i][..c.len()].copy_from_slice(c.as_bytes());
+        }
+        f.n_comms = self.comms.len() as u32;
+        for fam in &self.families {
+            f.families |= match fam.as_str() {
+                "inet" | "ipv4" | "4" => abi::FAMILY_INET,
+                "inet6" | "ipv6" | "6" => abi::FAMILY_INET6,
+                _ => return Err(format!("--family {fam}: use inet or inet6")),
+            };
+        }
+        for p in &self.protos {
+            f.protocols |= match p.as_str() {
+                "tcp" => abi::PROTO_TCP,
+                "udp" => abi::PROTO_UDP,
+                _ => return Err(format!("--proto {p}: use tcp or udp")),
+            };
+        }
+        debug_assert!(f.is_valid());
+        Ok(f)
+    }
+}
+
+/// The filter as `--option value` text, the way it would be set; empty for no criteria.
+pub fn describe(f: &Filter) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &f.ports[..f.n_ports as usize] {
+        out.push(if p.lo == p.hi {
+            format!("--port {}", p.lo)
+        } else {
+            format!("--port {}-{}", p.lo, p.hi)
+        });
+    }
+    for a in &f.addrs[..f.n_addrs as usize] {
+        out.push(format!(
+            "--addr {}/{}",
+            crate::record::ip(a.family, &a.addr),
+            a.prefix_len
+        ));
+    }
+    out.extend(
+        f.uids[..f.n_uids as usize]
+            .iter()
+            .map(|u| format!("--uid {u}")),
+    );
+    out.extend(
+        f.pids[..f.n_pids as usize]
+            .iter()
+            .map(|p| format!("--pid {p}")),
+    );
+    out.extend(
+        f.comms[..f.n_comms as usize]
+            .iter()
+            .map(|c| format!("--comm {}", comm_str(c))),
+    );
+    out.extend(
+        f.netns[..f.n_netns as usize]
+            .iter()
+            .map(|n| format!("--netns {n}")),
+    );
+    if f.families & abi::FAMILY_INET != 0 {
+        out.push("--family inet".into());
+    }
+    if f.families & abi::FAMILY_INET6 != 0 {
+        out.push("--family inet6".into());
+    }
+    if f.protocols & abi::PROTO_TCP != 0 {
+        out.push("--proto tcp".into());
+    }
+    if f.protocols & abi::PROTO_UDP != 0 {
+        out.push("--proto udp".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_a_filter_and_describes_it_back() {
+        let a = CriteriaArgs {
+            ports: vec!["80".into(), "8000-8999".into()],
+            addrs: vec!["10.0.0.0/8".into(), "fd00::/8".into(), "192.168.1.7".into()],
+            uids: vec![1000],
+            pids: vec![],
+            comms: vec!["curl".into()],
+            netns: vec![4026531840],
+            families: vec!["inet".into()],
+            protos: vec!["tcp".into()],
+        };
+        let f = a.to_filter().unwrap();
+        assert!(f.is_valid());
+        assert_eq!(f.n_ports, 2);
+        assert_eq!(f.ports[1], PortRange { lo: 8000, hi: 8999 });
+        assert_eq!(f.addrs[2].prefix_len, 32);
+        assert_eq!(
+            describe(&f),
+            [
+                "--port 80",
+                "--port 8000-8999",
+                "--addr 10.0.0.0/8",
+                "--addr fd00::/8",
+                "--addr 192.168.1.7/32",
+                "--uid 1000",
+                "--comm curl",
+                "--netns 4026531840",
+                "--family inet",
+                "--proto tcp"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_criteria_say_what_and_why() {
+        let bad = |a: CriteriaArgs| a.to_filter().unwrap_err();
+        let e = bad(CriteriaArgs {
+            ports: vec!["90-80".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("--port 90-80") && e.contains("reversed"), "{e}");
+        let e = bad(CriteriaArgs {
+            ports: vec!["http".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("'http' is not a port"), "{e}");
+        let e = bad(CriteriaArgs {
+            addrs: vec!["10.1.2.3/8".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("past the prefix"), "{e}");
+        let e = bad(CriteriaArgs {
+            addrs: vec!["10.0.0.0/33".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("0 to 32"), "{e}");
+        let e = bad(CriteriaArgs {
+            comms: vec!["a-very-long-command-name".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("1 to 15 bytes"), "{e}");
+        let e = bad(CriteriaArgs {
+            uids: vec![1; 9],
+            ..Default::default()
+        });
+        assert!(e.contains("at most 8 --uid"), "{e}");
+        let e = bad(CriteriaArgs {
+            protos: vec!["sctp".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("use tcp or udp"), "{e}");
+    }
+}

@@ -105,6 +105,17 @@ pub const TCPLOG_IOC_SET_FILTER: u32 = iow::<super::Filter>(TCPLOG_IOC_TYPE, 0x0
 /// Fills a [`Filter`](super::Filter) with the current one.
 pub const TCPLOG_IOC_GET_FILTER: u32 = ior::<super::Filter>(TCPLOG_IOC_TYPE, 0x0a);
 
+/// Replaces the packet rules with a [`RuleSet`](super::RuleSet), atomically: the packet path
+/// sees the old set or the new one, never a mix. EINVAL unless valid. Changes state. Logs a
+/// CONFIG record (item RULES). Resets the rule counters and connection-limit counts.
+pub const TCPLOG_IOC_SET_RULES: u32 = iow::<super::RuleSet>(TCPLOG_IOC_TYPE, 0x0b);
+
+/// Fills a [`RuleSet`](super::RuleSet) with the current rules.
+pub const TCPLOG_IOC_GET_RULES: u32 = ior::<super::RuleSet>(TCPLOG_IOC_TYPE, 0x0c);
+
+/// Fills a [`RuleStats`](super::RuleStats): what each rule matched.
+pub const TCPLOG_IOC_GET_RULE_STATS: u32 = ior::<super::RuleStats>(TCPLOG_IOC_TYPE, 0x0d);
+
 /// Writes `Mark::count` MARK records carrying `Mark::value`, whether logging is enabled or not.
 /// Changes state (it writes into the log). EINVAL unless `1 <= count <= MAX_MARK_COUNT`.
 pub const TCPLOG_IOC_MARK: u32 = iow::<Mark>(TCPLOG_IOC_TYPE, 0x08);
@@ -171,6 +182,15 @@ pub struct Status {
     pub probes_missed: u64,
     /// Events and summaries the filter kept out.
     pub records_filtered: u64,
+    /// Entries of the flow table (IP counters of TCP connections).
+    pub flow_table_size: u32,
+    /// Flows counted now.
+    pub flows_tracked: u32,
+    /// Packets of flows that found the flow table full of active flows: not counted in any
+    /// summary (whose IP counters then stay flagged unknown).
+    pub flows_untracked: u64,
+    /// Packets folded into an earlier packet record's repeat count.
+    pub packets_repeated: u64,
     /// Records produced since load, by type ([`rtype`](super::rtype)).
     pub produced_by_type: [u64; super::RECORD_TYPE_COUNT],
 }
@@ -201,14 +221,16 @@ pub struct Config {
 pub const VALID_EVENT_MASK: u64 = ((1 << (super::op::MAX + 1)) - 1) & !1;
 /// [`Config::options`]: write a SUMMARY record when a TCP connection closes.
 pub const OPT_SUMMARIES: u64 = 1 << 0;
+/// [`Config::options`]: apply the packet rules to forwarded packets too (netfilter FORWARD).
+pub const OPT_FORWARD: u64 = 1 << 1;
 /// Bits of [`Config::options`] that name an option.
-pub const VALID_OPTIONS: u64 = OPT_SUMMARIES;
+pub const VALID_OPTIONS: u64 = OPT_SUMMARIES | OPT_FORWARD;
 
 impl Config {
     /// The configuration the module loads with.
     pub const DEFAULT: Config = Config {
         event_mask: VALID_EVENT_MASK,
-        options: VALID_OPTIONS,
+        options: OPT_SUMMARIES,
         snap_len: DEFAULT_SNAP_LEN,
         _pad: 0,
         _reserved: [0; 4],
@@ -233,14 +255,16 @@ unsafe impl super::Pod for Mark {}
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Status>() == 120 + 8 * super::RECORD_TYPE_COUNT);
+    assert!(size_of::<Status>() == 144 + 8 * super::RECORD_TYPE_COUNT);
     assert!(offset_of!(Status, ring_size) == 8);
     assert!(offset_of!(Status, oldest_seq) == 64);
     assert!(offset_of!(Status, readers) == 72);
     assert!(offset_of!(Status, conns_tracked) == 80);
     assert!(offset_of!(Status, records_dropped) == 88);
     assert!(offset_of!(Status, records_filtered) == 112);
-    assert!(offset_of!(Status, produced_by_type) == 120);
+    assert!(offset_of!(Status, flow_table_size) == 120);
+    assert!(offset_of!(Status, packets_repeated) == 136);
+    assert!(offset_of!(Status, produced_by_type) == 144);
     assert!(size_of::<Config>() == 56);
     assert!(size_of::<Mark>() == 16);
     assert!(offset_of!(Config, options) == 8);
@@ -281,7 +305,7 @@ mod tests {
         assert_eq!(TCPLOG_IOC_VERSION, 0x8004_b900);
         assert_eq!(TCPLOG_IOC_ENABLE, 0xb901);
         assert_eq!(TCPLOG_IOC_DISABLE, 0xb902);
-        assert_eq!(TCPLOG_IOC_STATUS, 0x80b8_b903);
+        assert_eq!(TCPLOG_IOC_STATUS, 0x80d0_b903);
         assert_eq!(TCPLOG_IOC_FLUSH, 0x8008_b904);
         assert_eq!(TCPLOG_IOC_GET_CONFIG, 0x8038_b905);
         assert_eq!(TCPLOG_IOC_SET_CONFIG, 0x4038_b906);
@@ -290,6 +314,8 @@ mod tests {
         assert_eq!(TCPLOG_IOC_SET_FILTER, 0x4170_b909);
         assert_eq!(TCPLOG_IOC_GET_FILTER, 0x8170_b90a);
         assert_eq!(VALID_EVENT_MASK, 0xffe);
+        assert_eq!(TCPLOG_IOC_SET_RULES, 0x4a08_b90b);
+        assert_eq!(TCPLOG_IOC_GET_RULE_STATS, 0x8200_b90d);
     }
 
     #[test]

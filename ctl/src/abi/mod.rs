@@ -10,17 +10,19 @@ pub mod filter;
 pub mod ioctl;
 pub mod pod;
 pub mod record;
+pub mod rules;
 
 pub use filter::*;
 pub use ioctl::*;
 pub use pod::Pod;
 pub use record::*;
+pub use rules::*;
 
 /// Version of the ABI described by this crate.
 ///
 /// The module reports its own through [`TCPLOG_IOC_VERSION`]; the tool refuses to talk to a
 /// module whose version differs from the one it was built with.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Path of the device node the module registers.
 pub const DEVICE_PATH: &str = "/dev/tcplog";

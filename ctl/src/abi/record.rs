@@ -37,6 +37,10 @@ pub mod rtype {
     pub const EVENT: u16 = 3;
     /// A TCP connection ended: [`SummaryBody`](super::SummaryBody).
     pub const SUMMARY: u16 = 4;
+    /// A packet a rule logged: [`PacketBody`](super::PacketBody) and the packet's bytes.
+    pub const PACKET: u16 = 5;
+    /// A source exceeded a rule's connection limit: [`LimitBody`](super::LimitBody).
+    pub const LIMIT: u16 = 6;
     /// A marker written through `TCPLOG_IOC_MARK`: [`MarkBody`](super::MarkBody).
     pub const MARK: u16 = 7;
 }
@@ -94,6 +98,8 @@ pub mod config_item {
     pub const SNAP_LEN: u32 = 5;
     /// The filter was replaced: `old` and `new` count the criteria before and after.
     pub const FILTER: u32 = 6;
+    /// The packet rules were replaced: `old` and `new` count the rules before and after.
+    pub const RULES: u32 = 7;
 }
 
 /// Length of a command name, as the kernel's `TASK_COMM_LEN`.
@@ -324,6 +330,85 @@ pub struct SummaryBody {
     pub ip_bytes_out: u64,
 }
 
+/// `PacketBody::flags`: payload was cut at the snap length (`orig_len` says how much there was).
+pub const PKF_TRUNCATED: u16 = 1 << 0;
+/// `PacketBody::flags`: the IP header is not included: it was longer than a record can hold
+/// (the whole header or nothing, ipl's rule), or the packet was malformed.
+pub const PKF_NO_HEADER: u16 = 1 << 1;
+/// `PacketBody::flags`: the rule asked for the body (`LOG_BODY`).
+pub const PKF_BODY: u16 = 1 << 2;
+
+/// Body of a PACKET record. The packet's bytes follow it: `ip_hlen` bytes of IP header (the
+/// whole header with options or IPv6 extension headers), then `l4_hlen` bytes of TCP or UDP
+/// header, then `payload_len` bytes of payload.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketBody {
+    /// Network namespace inode.
+    pub netns: u32,
+    /// Interface index (the interface the packet came in on, or goes out by).
+    pub ifindex: u32,
+    /// Interface name, NUL-padded.
+    pub ifname: [u8; COMM_LEN],
+    /// Length of the whole IP packet as it was (IPv4 total length; IPv6 40 + payload length).
+    pub orig_len: u32,
+    /// How many identical packets in a row this record stands for (ipl's `ipl_count`).
+    pub count: u32,
+    /// The rule that matched, numbered from 1.
+    pub rule: u16,
+    /// Netfilter hook: 1 LOCAL_IN, 2 FORWARD, 3 LOCAL_OUT.
+    pub hook: u8,
+    /// `direction::IN`, `OUT` or `FORWARD`.
+    pub direction: u8,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// IP protocol of the transport header.
+    pub protocol: u8,
+    /// TCP flags, 0 for other protocols.
+    pub tcp_flags: u8,
+    /// `PKF_*` bits.
+    pub flags: u16,
+    /// Bytes of IP header that follow.
+    pub ip_hlen: u16,
+    /// Bytes of TCP or UDP header that follow the IP header.
+    pub l4_hlen: u16,
+    /// Bytes of payload that follow.
+    pub payload_len: u16,
+    /// When the last of `count` packets was seen (`CLOCK_REALTIME`, ns); the record's header
+    /// time is the first.
+    pub last_ns: u64,
+}
+
+/// `LimitBody::limit_type`: concurrent connections from one source address.
+pub const LIMIT_CONNS_PER_SOURCE: u32 = 1;
+
+/// Body of a LIMIT record: a source address exceeded a rule's connection limit (HP-UX ipl's
+/// limit type, threshold, current count and times exceeded). Nothing is blocked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitBody {
+    /// Network namespace inode.
+    pub netns: u32,
+    /// The rule, numbered from 1.
+    pub rule: u16,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// [`LIMIT_CONNS_PER_SOURCE`].
+    pub limit_type: u32,
+    /// The rule's threshold.
+    pub threshold: u32,
+    /// Connections from this source now.
+    pub current: u32,
+    /// Times this source went over the threshold, this one included.
+    pub exceeded: u32,
+    /// The source address.
+    pub src: [u8; 16],
+}
+
+// SAFETY: `repr(C)`, integers only, and the size assertions below prove there is no padding.
+unsafe impl Pod for PacketBody {}
+// SAFETY: As above.
+unsafe impl Pod for LimitBody {}
 // SAFETY: `repr(C)`, integers only, and the size assertions below prove there is no padding.
 unsafe impl Pod for EventBody {}
 // SAFETY: As above.
@@ -387,6 +472,19 @@ const _: () = {
     assert!(offset_of!(SummaryBody, pkts_in) == 128);
     assert!(offset_of!(SummaryBody, ip_bytes_out) == 152);
 
+    assert!(size_of::<PacketBody>() == 56);
+    assert!(offset_of!(PacketBody, ifname) == 8);
+    assert!(offset_of!(PacketBody, orig_len) == 24);
+    assert!(offset_of!(PacketBody, rule) == 32);
+    assert!(offset_of!(PacketBody, family) == 36);
+    assert!(offset_of!(PacketBody, flags) == 40);
+    assert!(offset_of!(PacketBody, payload_len) == 46);
+    assert!(offset_of!(PacketBody, last_ns) == 48);
+
+    assert!(size_of::<LimitBody>() == 40);
+    assert!(offset_of!(LimitBody, current) == 16);
+    assert!(offset_of!(LimitBody, src) == 24);
+
     assert!(size_of::<MarkBody>() == 40);
     assert!(offset_of!(MarkBody, index) == 8);
     assert!(offset_of!(MarkBody, pid) == 12);
@@ -403,6 +501,8 @@ pub const EVENT_RECORD_LEN: usize = record_len(size_of::<RecordHeader>() + size_
 /// Length of a SUMMARY record.
 pub const SUMMARY_RECORD_LEN: usize =
     record_len(size_of::<RecordHeader>() + size_of::<SummaryBody>());
+/// Length of a LIMIT record.
+pub const LIMIT_RECORD_LEN: usize = record_len(size_of::<RecordHeader>() + size_of::<LimitBody>());
 /// Length of a MARK record.
 pub const MARK_RECORD_LEN: usize = record_len(size_of::<RecordHeader>() + size_of::<MarkBody>());
 /// Length of a CONFIG record.

@@ -14,6 +14,9 @@
 //! - `module/socket_hooks.rs`: the socket-operation hooks: events and connection summaries.
 //! - `module/conns.rs`: the bounded table of tracked connections.
 //! - `module/probes.rs`, `module/sockinfo.rs`: kretprobe and tracepoint plumbing; reading socks.
+//! - `module/netfilter.rs`: the netfilter hooks, in every network namespace.
+//! - `module/packet.rs`: packet parsing, rules, packet records, connection limits.
+//! - `module/flows.rs`: IP-layer counters of TCP connections.
 //! - `module/bindings.rs`, `module/helpers.c`: kernel definitions the `kernel` crate lacks.
 
 use kernel::{prelude::*, sync::Arc};
@@ -29,10 +32,16 @@ mod bindings;
 mod conns;
 #[path = "module/device.rs"]
 mod device;
+#[path = "module/flows.rs"]
+mod flows;
 #[path = "module/identity.rs"]
 mod identity;
 #[path = "module/log.rs"]
 mod log;
+#[path = "module/netfilter.rs"]
+mod netfilter;
+#[path = "module/packet.rs"]
+mod packet;
 #[path = "module/probes.rs"]
 mod probes;
 #[path = "module/reader.rs"]
@@ -70,6 +79,7 @@ struct TcpLog {
     // Fields drop in order: the device first (no descriptor can be open by then), then the
     // hooks (no handler runs after), then the log they wrote to.
     _dev: Pin<KBox<device::Registration>>,
+    _packet_hooks: netfilter::PacketHooks,
     _hooks: Arc<socket_hooks::SocketHooks>,
     _log: Arc<log::Log>,
 }
@@ -102,6 +112,7 @@ impl kernel::Module for TcpLog {
         if !log.enabled() {
             hooks.set_armed(false);
         }
+        let packet_hooks = netfilter::PacketHooks::install(log.clone())?;
         let dev = KBox::pin_init(
             device::Registration::register(log.clone(), hooks.clone()),
             GFP_KERNEL,
@@ -114,6 +125,7 @@ impl kernel::Module for TcpLog {
         );
         Ok(TcpLog {
             _dev: dev,
+            _packet_hooks: packet_hooks,
             _hooks: hooks,
             _log: log,
         })

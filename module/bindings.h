@@ -17,5 +17,13 @@
 #include <net/inet_sock.h>
 #include <net/tcp_states.h>
 #include <net/net_namespace.h>
+#include <net/ipv6.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6.h>
+#include <linux/ip.h>
+#include <linux/skbuff.h>
+#include <linux/netdevice.h>
+#include <linux/timer.h>
 
 #include "helpers.h"

@@ -13,6 +13,7 @@
 use kernel::prelude::*;
 
 use crate::identity::Identity;
+use crate::packet::LimitRef;
 use crate::sockinfo::{SockInfo, TcpStats};
 
 /// Smallest and largest `max_conns`.
@@ -45,6 +46,8 @@ pub(crate) struct Conn {
     pub(crate) rst_sent: bool,
     pub(crate) rst_received: bool,
     pub(crate) closed: Option<Closed>,
+    /// Counted against a rule's connection limit (passive connections).
+    pub(crate) limit: Option<LimitRef>,
 }
 
 const NIL: u32 = u32::MAX;

@@ -117,6 +117,12 @@ unsafe impl AsBytes for abi::Status {}
 // SAFETY: As above.
 unsafe impl FromBytes for abi::Filter {}
 // SAFETY: As above.
+unsafe impl FromBytes for abi::RuleSet {}
+// SAFETY: As above.
+unsafe impl AsBytes for abi::RuleSet {}
+// SAFETY: As above.
+unsafe impl AsBytes for abi::RuleStats {}
+// SAFETY: As above.
 unsafe impl AsBytes for abi::Filter {}
 
 /// Reads the ioctl argument `T` from userspace.
@@ -144,6 +150,7 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
             | abi::TCPLOG_IOC_FLUSH
             | abi::TCPLOG_IOC_SET_CONFIG
             | abi::TCPLOG_IOC_SET_FILTER
+            | abi::TCPLOG_IOC_SET_RULES
             | abi::TCPLOG_IOC_MARK
     );
     if changes_state {
@@ -182,6 +189,13 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         abi::TCPLOG_IOC_SET_FILTER => {
             let f: abi::Filter = read_arg(arg)?;
             log.set_filter(&f, &Identity::current())?;
+            Ok(0)
+        }
+        abi::TCPLOG_IOC_GET_RULES => write_arg(arg, &log.packets().rules()),
+        abi::TCPLOG_IOC_GET_RULE_STATS => write_arg(arg, &log.packets().rule_stats()),
+        abi::TCPLOG_IOC_SET_RULES => {
+            let set: abi::RuleSet = read_arg(arg)?;
+            log.set_rules(&set, &Identity::current())?;
             Ok(0)
         }
         abi::TCPLOG_IOC_SEEK_END => {

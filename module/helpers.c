@@ -4,7 +4,9 @@
  */
 #include <linux/kprobes.h>
 #include <linux/preempt.h>
+#include <linux/jiffies.h>
 #include <linux/ptrace.h>
+#include <linux/timer.h>
 #include <linux/tracepoint.h>
 
 #include "helpers.h"
@@ -27,4 +29,14 @@ void tcplog_tracepoint_sync(void)
 bool tcplog_in_task(void)
 {
 	return in_task();
+}
+
+void tcplog_timer_setup(struct timer_list *timer, void (*fn)(struct timer_list *))
+{
+	timer_setup(timer, fn, 0);
+}
+
+int tcplog_timer_arm(struct timer_list *timer, unsigned int msecs)
+{
+	return mod_timer(timer, jiffies + msecs_to_jiffies(msecs));
 }

@@ -12,4 +12,8 @@ unsigned long tcplog_regs_return(struct pt_regs *regs);
 void tcplog_tracepoint_sync(void);
 bool tcplog_in_task(void);
 
+struct timer_list;
+void tcplog_timer_setup(struct timer_list *timer, void (*fn)(struct timer_list *));
+int tcplog_timer_arm(struct timer_list *timer, unsigned int msecs);
+
 #endif

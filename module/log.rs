@@ -20,7 +20,9 @@ use kernel::{
 
 use crate::abi::{self, config_item, ConfigBody, EventBody, Pod, Subject, SummaryBody};
 use crate::conns::{Conn, ConnTable};
+use crate::flows::{FlowCounts, FlowKey, FlowTable};
 use crate::identity::Identity;
+use crate::packet::PacketState;
 use crate::ring::{Cursor, ReadError, Ring};
 
 /// The state every hook and every reader shares.
@@ -39,6 +41,13 @@ pub(crate) struct Log {
     conns: SpinLockIrq<ConnTable>,
     #[pin]
     filter: SpinLockIrq<abi::Filter>,
+    /// IP-layer counters of TCP connections.
+    #[pin]
+    flows: SpinLockIrq<FlowTable>,
+    flows_untracked: Atomic<u64>,
+    /// Rules, packet records, connection limits.
+    #[pin]
+    pub(crate) packets: PacketState,
     /// Whether `filter` holds any criterion: hooks skip its lock when not.
     filter_on: Atomic<bool>,
     filtered: Atomic<u64>,
@@ -56,6 +65,8 @@ impl Log {
     pub(crate) fn new(ring_size: usize, max_conns: usize, enabled: bool) -> Result<Arc<Self>> {
         let ring = Ring::new(ring_size)?;
         let conns = ConnTable::new(max_conns)?;
+        let flows = FlowTable::new(max_conns)?;
+        let packets = PacketState::new()?;
         let cfg = abi::Config::DEFAULT;
         Arc::pin_init(
             try_pin_init!(Log {
@@ -64,6 +75,9 @@ impl Log {
                 config_lock <- new_mutex!((), "tcplog_config"),
                 conns <- new_spinlock_irq!(conns, "tcplog_conns"),
                 filter <- new_spinlock_irq!(abi::Filter::default(), "tcplog_filter"),
+                flows <- new_spinlock_irq!(flows, "tcplog_flows"),
+                flows_untracked: Atomic::new(0),
+                packets <- packets,
                 filter_on: Atomic::new(false),
                 filtered: Atomic::new(0),
                 untracked: Atomic::new(0),
@@ -86,7 +100,16 @@ impl Log {
     /// Appends a record whose body is the concatenation of `parts`, and wakes readers.
     /// Never sleeps and never allocates.
     pub(crate) fn emit(&self, rtype: u16, parts: &[&[u8]]) {
-        if self.ring.lock().push(rtype, parts).is_err() {
+        self.emit_inner(rtype, parts, None);
+    }
+
+    /// As [`Log::emit`], stamped with the given times rather than now.
+    pub(crate) fn emit_at(&self, rtype: u16, parts: &[&[u8]], time_ns: u64, boot_ns: u64) {
+        self.emit_inner(rtype, parts, Some((time_ns, boot_ns)));
+    }
+
+    fn emit_inner(&self, rtype: u16, parts: &[&[u8]], at: Option<(u64, u64)>) {
+        if self.ring.lock().push_at(rtype, parts, at).is_err() {
             self.dropped.add(1, Relaxed);
             return;
         }
@@ -119,6 +142,9 @@ impl Log {
         if !on {
             // After the store: an insert that takes the lock after this sees `enabled` false.
             self.conns.lock().clear();
+            self.flows.lock().clear();
+            self.packets.clear_limits();
+            self.packets.flush_pending(self);
         }
         if was != on {
             self.emit_config(config_item::ENABLED, u64::from(was), u64::from(on), who);
@@ -192,6 +218,43 @@ impl Log {
         }
     }
 
+    /// Whether the packet rules apply to forwarded packets.
+    pub(crate) fn forwarding(&self) -> bool {
+        self.options.load(Relaxed) & abi::OPT_FORWARD != 0
+    }
+
+    pub(crate) fn packets(&self) -> &PacketState {
+        &self.packets
+    }
+
+    /// Counts a TCP packet for its connection's summary.
+    pub(crate) fn count_flow(&self, key: &FlowKey, inbound: bool, bytes: u64, syn: bool) {
+        // SAFETY: No preconditions; callable from any context.
+        let now = unsafe { kernel::bindings::ktime_get_boot_fast_ns() };
+        if !self.flows.lock().account(key, inbound, bytes, syn, now) {
+            self.flows_untracked.add(1, Relaxed);
+        }
+    }
+
+    /// Takes a connection's IP counters.
+    pub(crate) fn take_flow(&self, key: &FlowKey) -> Option<FlowCounts> {
+        self.flows.lock().take(key)
+    }
+
+    /// Replaces the packet rules; audited with the number of rules before and after.
+    pub(crate) fn set_rules(&self, set: &abi::RuleSet, who: &Identity) -> Result {
+        let _guard = self.config_lock.lock();
+        let old = self.packets.rules().n_rules;
+        self.packets.set_rules(set)?;
+        self.emit_config(
+            config_item::RULES,
+            u64::from(old),
+            u64::from(set.n_rules),
+            who,
+        );
+        Ok(())
+    }
+
     /// Runs `f` on the connection table.
     pub(crate) fn with_conns<R>(&self, f: impl FnOnce(&mut ConnTable) -> R) -> R {
         f(&mut self.conns.lock())
@@ -261,6 +324,10 @@ impl Log {
     pub(crate) fn status(&self, probes_missed: u64) -> abi::Status {
         let s = self.ring.lock().stats();
         let (conn_table_size, conns_tracked) = self.with_conns(|t| (t.capacity(), t.len()));
+        let (flow_table_size, flows_tracked) = {
+            let f = self.flows.lock();
+            (f.capacity(), f.len())
+        };
         abi::Status {
             abi_version: abi::ABI_VERSION,
             enabled: u32::from(self.enabled()),
@@ -280,6 +347,10 @@ impl Log {
             conns_untracked: self.untracked.load(Relaxed),
             probes_missed,
             records_filtered: self.filtered.load(Relaxed),
+            flow_table_size: flow_table_size as u32,
+            flows_tracked: flows_tracked as u32,
+            flows_untracked: self.flows_untracked.load(Relaxed),
+            packets_repeated: self.packets.repeated(),
             produced_by_type: s.produced_by_type,
         }
     }

@@ -82,19 +82,24 @@ pub(crate) struct Ring {
 
 const ZEROS: [u8; abi::RECORD_ALIGN] = [0; abi::RECORD_ALIGN];
 
-/// Fills a record header stamped with the current time and CPU.
-fn header(rtype: u16, len: usize, seq: u64) -> RecordHeader {
+/// Fills a record header stamped with the given times (or now) and the current CPU.
+fn header(rtype: u16, len: usize, seq: u64, at: Option<(u64, u64)>) -> RecordHeader {
+    // SAFETY: The fast clock accessors have no preconditions and may be called from any
+    // context, NMI included.
+    let (time_ns, boot_ns) = at.unwrap_or_else(|| unsafe {
+        (
+            bindings::ktime_get_real_fast_ns(),
+            bindings::ktime_get_boot_fast_ns(),
+        )
+    });
     RecordHeader {
         magic: abi::RECORD_MAGIC,
         rtype,
         // Every record is at most `MAX_RECORD_LEN`, which fits in a `u16`.
         len: len as u16,
         seq,
-        // SAFETY: The fast clock accessors have no preconditions and may be called from any
-        // context, NMI included.
-        time_ns: unsafe { bindings::ktime_get_real_fast_ns() },
-        // SAFETY: As above.
-        boot_ns: unsafe { bindings::ktime_get_boot_fast_ns() },
+        time_ns,
+        boot_ns,
         // SAFETY: No preconditions; the value may be stale if the task migrates, which is
         // harmless here (producers hold a spinlock, so it is exact for them).
         cpu: unsafe { bindings::raw_smp_processor_id() },
@@ -155,11 +160,18 @@ impl Ring {
     }
 
     /// Appends a record of type `rtype` whose body is the concatenation of `parts`, overwriting
-    /// the oldest records as needed. Returns its sequence number.
+    /// the oldest records as needed, stamped with the given times (`CLOCK_REALTIME`,
+    /// `CLOCK_BOOTTIME`) or else now (a packet record is stamped with its first packet). Returns
+    /// its sequence number.
     ///
     /// The caller bounds the body so that the record is at most [`abi::MAX_RECORD_LEN`]; a
     /// longer one is a bug, caught here and refused.
-    pub(crate) fn push(&mut self, rtype: u16, parts: &[&[u8]]) -> Result<u64> {
+    pub(crate) fn push_at(
+        &mut self,
+        rtype: u16,
+        parts: &[&[u8]],
+        at: Option<(u64, u64)>,
+    ) -> Result<u64> {
         let body: usize = parts.iter().map(|p| p.len()).sum();
         let unpadded = size_of::<RecordHeader>() + body;
         let len = abi::record_len(unpadded);
@@ -176,7 +188,7 @@ impl Ring {
         }
         let seq = self.head_seq;
         let mut pos = self.head;
-        self.copy_in(pos, header(rtype, len, seq).as_bytes());
+        self.copy_in(pos, header(rtype, len, seq, at).as_bytes());
         pos += size_of::<RecordHeader>() as u64;
         for part in parts {
             self.copy_in(pos, part);
@@ -241,7 +253,7 @@ impl Ring {
                 first_seq: cur.seq,
                 last_seq: self.tail_seq - 1,
             };
-            let hdr = header(abi::rtype::LOST, abi::LOST_RECORD_LEN, cur.seq);
+            let hdr = header(abi::rtype::LOST, abi::LOST_RECORD_LEN, cur.seq, None);
             let h = size_of::<RecordHeader>();
             out[..h].copy_from_slice(hdr.as_bytes());
             out[h..h + size_of::<LostBody>()].copy_from_slice(lost.as_bytes());

@@ -31,6 +31,7 @@ use kernel::{
 use crate::abi::{self, close, op, EventBody, SummaryBody};
 use crate::bindings::{self, kretprobe_instance, pt_regs, sock, socket};
 use crate::conns::{Closed, Conn};
+use crate::flows::FlowKey;
 use crate::identity::Identity;
 use crate::log::Log;
 use crate::probes::{self, arg, data, ret, Handler, RetProbe, TracepointProbe};
@@ -578,6 +579,20 @@ fn summary(conn: Option<&Conn>, closed: &Closed) -> SummaryBody {
     b
 }
 
+/// Writes a summary, with the connection's IP-layer counters when the packet hooks saw all of
+/// its packets (from its SYN on).
+fn emit_summary(log: &Log, mut b: SummaryBody) {
+    let key = FlowKey::new(b.netns, b.family, b.laddr, b.lport, b.raddr, b.rport);
+    if let Some(f) = log.take_flow(&key).filter(|f| f.complete) {
+        b.pkts_in = f.pkts_in;
+        b.pkts_out = f.pkts_out;
+        b.ip_bytes_in = f.bytes_in;
+        b.ip_bytes_out = f.bytes_out;
+        b.flags |= abi::SUMF_IP_COUNTERS;
+    }
+    log.summary(&b);
+}
+
 /// What to do after a connection reached CLOSE, decided under the table's lock.
 enum AtClose {
     Nothing,
@@ -620,7 +635,7 @@ unsafe fn at_close(log: &Log, sk: *const sock, old: c_int) {
         None => AtClose::Nothing,
     });
     match what {
-        AtClose::Partial(closed) => log.summary(&summary(None, &closed)),
+        AtClose::Partial(closed) => emit_summary(log, summary(None, &closed)),
         AtClose::ConnectFailed => {
             let err = if closed.err != 0 {
                 closed.err
@@ -649,8 +664,11 @@ fn finish(log: &Log, key: usize) {
         _ => None,
     });
     if let Some(c) = done {
+        if let Some(l) = c.limit {
+            log.packets().limit_disconnect(l);
+        }
         if let Some(closed) = c.closed {
-            log.summary(&summary(Some(&c), &closed));
+            emit_summary(log, summary(Some(&c), &closed));
         }
     }
 }
@@ -685,16 +703,19 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
                     c.established = true;
                 }
             }),
-            (TCP_SYN_RECV, TCP_ESTABLISHED) => log.track(
-                key,
-                Conn {
-                    start_ns: now_real(),
-                    start_boot: now_boot(),
-                    open: abi::open::PASSIVE,
-                    established: true,
-                    ..Conn::default()
-                },
-            ),
+            (TCP_SYN_RECV, TCP_ESTABLISHED) => {
+                log.track(
+                    key,
+                    Conn {
+                        start_ns: now_real(),
+                        start_boot: now_boot(),
+                        open: abi::open::PASSIVE,
+                        established: true,
+                        ..Conn::default()
+                    },
+                );
+                count_limit(log, sk);
+            }
             _ => {}
         }
         if old == TCP_ESTABLISHED
@@ -715,6 +736,31 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
         }
         if new == TCP_CLOSE {
             at_close(log, sk, old);
+        }
+    }
+}
+
+/// Counts an accepted connection against the rules' connection limits.
+///
+/// # Safety
+///
+/// `sk` must point to a live TCP `struct sock`.
+unsafe fn count_limit(log: &Log, sk: *const sock) {
+    // SAFETY: By the function's requirement `sk` is live.
+    let i = unsafe { sockinfo::read(sk) };
+    let noif = [0u8; 16];
+    let meta = crate::packet::inbound_syn(i.family, &i.raddr, &i.laddr, i.rport, i.lport, &noif);
+    if let Some(l) = log.packets().limit_connect(log, &meta, i.netns) {
+        let kept = log.with_conns(|t| match t.get_mut(sk as usize) {
+            Some(c) => {
+                c.limit = Some(l);
+                true
+            }
+            None => false,
+        });
+        if !kept {
+            // Not tracked (table full): nothing would uncount it.
+            log.packets().limit_disconnect(l);
         }
     }
 }

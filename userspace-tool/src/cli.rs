@@ -13,6 +13,21 @@ pub enum OnOff {
     Off,
 }
 
+/// What `tcplog rules` does.
+#[derive(Debug, Subcommand)]
+pub enum RulesAction {
+    /// Replace the rules with these, in order (each one quoted, or one per line of --file).
+    Set {
+        #[arg(value_name = "RULE")]
+        rules: Vec<String>,
+        /// Read the rules from a file, one per line (`#` starts a comment).
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<String>,
+    },
+    /// Remove every rule.
+    Clear,
+}
+
 /// What `tcplog filter` does.
 #[derive(Debug, Subcommand)]
 pub enum FilterAction {
@@ -102,11 +117,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the packet rules with what each matched, or set or clear them.
+    ///
+    /// A rule: ACTION [in|out|fwd] [proto tcp|udp] [from ADDR[/LEN]] [to ADDR[/LEN]]
+    /// [sport P[-P]] [dport P[-P]] [iface NAME] [flags SET[/MASK]] [limit N], where ACTION is
+    /// count, log (headers) or log body (headers and payload up to the snap length).
+    Rules {
+        #[command(subcommand)]
+        action: Option<RulesAction>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the configuration, or change it.
     Config {
         /// Bytes of packet payload kept in packet records.
         #[arg(long, value_parser = parse_snap_len, value_name = "BYTES")]
         snap_len: Option<u32>,
+        /// Apply the packet rules to forwarded packets too.
+        #[arg(long, value_enum)]
+        forward: Option<OnOff>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

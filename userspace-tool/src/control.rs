@@ -33,11 +33,12 @@ pub fn mark(path: &str, value: u64, count: u32) -> Result<()> {
 #[derive(Debug, Default)]
 pub struct ConfigChange {
     pub snap_len: Option<u32>,
+    pub forward: Option<bool>,
 }
 
 impl ConfigChange {
     fn is_empty(&self) -> bool {
-        self.snap_len.is_none()
+        self.snap_len.is_none() && self.forward.is_none()
     }
 }
 
@@ -53,6 +54,13 @@ pub fn config(path: &str, change: &ConfigChange, json: bool, out: &mut dyn Write
         if let Some(n) = change.snap_len {
             cfg.snap_len = n;
         }
+        if let Some(on) = change.forward {
+            cfg.options = if on {
+                cfg.options | abi::OPT_FORWARD
+            } else {
+                cfg.options & !abi::OPT_FORWARD
+            };
+        }
         dev.set_config(&cfg)?;
         cfg = dev.config()?;
     }
@@ -61,12 +69,16 @@ pub fn config(path: &str, change: &ConfigChange, json: bool, out: &mut dyn Write
             "event_mask": cfg.event_mask,
             "options": cfg.options,
             "snap_len": cfg.snap_len,
+            "forward": cfg.options & abi::OPT_FORWARD != 0,
         })
         .to_string()
     } else {
         format!(
-            "event_mask          {:#x}\noptions             {:#x}\nsnap_len            {}",
-            cfg.event_mask, cfg.options, cfg.snap_len
+            "event_mask          {:#x}\noptions             {:#x}\nsnap_len            {}\nforward             {}",
+            cfg.event_mask,
+            cfg.options,
+            cfg.snap_len,
+            if cfg.options & abi::OPT_FORWARD != 0 { "on" } else { "off" }
         )
     };
     write_out(out, &text)
@@ -146,6 +158,77 @@ pub fn filter(
         "no criteria: everything is logged".to_owned()
     } else {
         crit.join(" ")
+    };
+    write_out(out, &text)
+}
+
+/// `tcplog rules`: shows the rules and what each matched, after setting or clearing them.
+pub fn rules(
+    path: &str,
+    action: Option<&crate::cli::RulesAction>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use crate::cli::RulesAction;
+    let dev = match action {
+        None => Device::open_checked(path, Access::ReadOnly)?,
+        Some(a) => {
+            let set = match a {
+                RulesAction::Set { rules, file } => {
+                    let mut lines = rules.clone();
+                    if let Some(f) = file {
+                        let text = std::fs::read_to_string(f)
+                            .map_err(|e| Error::io(format!("cannot read {f}"), e))?;
+                        lines.extend(text.lines().map(str::to_owned));
+                    }
+                    crate::rules::parse_rules(&lines).map_err(Error::BadInput)?
+                }
+                RulesAction::Clear => abi::RuleSet::default(),
+            };
+            let dev = open_rw(path)?;
+            dev.set_rules(&set)?;
+            dev
+        }
+    };
+    let set = dev.rules()?;
+    let stats = dev.rule_stats()?;
+    let rules = &set.rules[..set.n_rules as usize];
+    let text = if json {
+        let list: Vec<serde_json::Value> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                json!({
+                    "rule": i + 1,
+                    "text": crate::rules::rule_str(r),
+                    "packets": stats.packets[i],
+                    "bytes": stats.bytes[i],
+                })
+            })
+            .collect();
+        json!({ "rules": list }).to_string()
+    } else if rules.is_empty() {
+        "no rules".to_owned()
+    } else {
+        let width = rules
+            .iter()
+            .map(|r| crate::rules::rule_str(r).len())
+            .max()
+            .unwrap_or(0);
+        rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                format!(
+                    "{:>2}  {:<width$}  {} packets, {} bytes",
+                    i + 1,
+                    crate::rules::rule_str(r),
+                    stats.packets[i],
+                    stats.bytes[i]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     write_out(out, &text)
 }

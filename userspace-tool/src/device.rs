@@ -129,6 +129,19 @@ impl Device {
         self.ioctl(abi::TCPLOG_IOC_SET_FILTER, "TCPLOG_IOC_SET_FILTER", &mut f)
     }
 
+    pub fn rules(&self) -> Result<abi::RuleSet> {
+        self.get(abi::TCPLOG_IOC_GET_RULES, "TCPLOG_IOC_GET_RULES")
+    }
+
+    pub fn rule_stats(&self) -> Result<abi::RuleStats> {
+        self.get(abi::TCPLOG_IOC_GET_RULE_STATS, "TCPLOG_IOC_GET_RULE_STATS")
+    }
+
+    pub fn set_rules(&self, set: &abi::RuleSet) -> Result<()> {
+        let mut s = *set;
+        self.ioctl(abi::TCPLOG_IOC_SET_RULES, "TCPLOG_IOC_SET_RULES", &mut s)
+    }
+
     pub fn mark(&self, value: u64, count: u32) -> Result<()> {
         let mut m = abi::Mark {
             value,

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod output;
 mod record;
+mod rules;
 mod status;
 mod stream;
 
@@ -37,9 +38,15 @@ fn run(cli: &Cli, out: &mut dyn Write) -> error::Result<()> {
             json,
         } => control::events(dev, ops, summaries.map(|s| s == cli::OnOff::On), *json, out),
         Command::Filter { action, json } => control::filter(dev, action.as_ref(), *json, out),
-        Command::Config { snap_len, json } => {
+        Command::Rules { action, json } => control::rules(dev, action.as_ref(), *json, out),
+        Command::Config {
+            snap_len,
+            forward,
+            json,
+        } => {
             let change = control::ConfigChange {
                 snap_len: *snap_len,
+                forward: forward.map(|f| f == cli::OnOff::On),
             };
             control::config(dev, &change, *json, out)
         }

@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use tcplog_ctl::{self as abi, EventBody, SummaryBody};
+use tcplog_ctl::{self as abi, direction, EventBody, LimitBody, PacketBody, SummaryBody};
 
 use crate::record::{
     close_name, comm_str, config_item_name, errno_name, family_name, ip, op_name, open_name,
@@ -51,6 +51,8 @@ pub fn to_json(r: &Record) -> Value {
         }),
         Body::Event(e) => event_json(e),
         Body::Summary(s) => summary_json(s),
+        Body::Packet(p, d) => packet_json(p, d),
+        Body::Limit(l) => limit_json(l),
         Body::Mark(k) => json!({
             "value": k.value,
             "index": k.index,
@@ -134,6 +136,151 @@ fn summary_json(s: &SummaryBody) -> Value {
     })
 }
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The packet's addresses and ports, read from its saved headers.
+pub struct PacketView<'a> {
+    pub ip_header: &'a [u8],
+    pub l4_header: &'a [u8],
+    pub payload: &'a [u8],
+    pub saddr: Option<std::net::IpAddr>,
+    pub daddr: Option<std::net::IpAddr>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+pub fn packet_view<'a>(p: &PacketBody, d: &'a [u8]) -> PacketView<'a> {
+    let ip_len = usize::from(p.ip_hlen);
+    let l4_len = usize::from(p.l4_hlen);
+    let ip_header = &d[..ip_len.min(d.len())];
+    let l4_header = d.get(ip_len..ip_len + l4_len).unwrap_or(&[]);
+    let payload = d.get(ip_len + l4_len..).unwrap_or(&[]);
+    let (saddr, daddr) = if p.family == abi::AF_INET && ip_header.len() >= 20 {
+        let a = |o: usize| {
+            std::net::IpAddr::from([
+                ip_header[o],
+                ip_header[o + 1],
+                ip_header[o + 2],
+                ip_header[o + 3],
+            ])
+        };
+        (Some(a(12)), Some(a(16)))
+    } else if p.family == abi::AF_INET6 && ip_header.len() >= 40 {
+        let a = |o: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&ip_header[o..o + 16]);
+            std::net::IpAddr::from(b)
+        };
+        (Some(a(8)), Some(a(24)))
+    } else {
+        (None, None)
+    };
+    let port = |o: usize| {
+        (l4_header.len() >= o + 2).then(|| u16::from_be_bytes([l4_header[o], l4_header[o + 1]]))
+    };
+    PacketView {
+        ip_header,
+        l4_header,
+        payload,
+        saddr,
+        daddr,
+        sport: port(0),
+        dport: port(2),
+    }
+}
+
+fn direction_name(d: u8) -> &'static str {
+    match d {
+        direction::IN => "in",
+        direction::OUT => "out",
+        direction::FORWARD => "forward",
+        _ => "unknown",
+    }
+}
+
+fn packet_json(p: &PacketBody, d: &[u8]) -> Value {
+    let v = packet_view(p, d);
+    json!({
+        "netns": p.netns,
+        "ifname": comm_str(&p.ifname),
+        "ifindex": p.ifindex,
+        "direction": direction_name(p.direction),
+        "hook": p.hook,
+        "rule": p.rule,
+        "family": family_name(p.family),
+        "proto": proto_name(p.protocol),
+        "protocol": p.protocol,
+        "saddr": v.saddr.map(|a| a.to_string()),
+        "daddr": v.daddr.map(|a| a.to_string()),
+        "sport": v.sport,
+        "dport": v.dport,
+        "tcp_flags": crate::rules::flags_str(p.tcp_flags),
+        "orig_len": p.orig_len,
+        "count": p.count,
+        "last": rfc3339(p.last_ns),
+        "last_ns": p.last_ns,
+        "truncated": p.flags & abi::PKF_TRUNCATED != 0,
+        "no_header": p.flags & abi::PKF_NO_HEADER != 0,
+        "ip_hlen": p.ip_hlen,
+        "l4_hlen": p.l4_hlen,
+        "payload_len": p.payload_len,
+        "ip_header": hex(v.ip_header),
+        "l4_header": hex(v.l4_header),
+        "payload": hex(v.payload),
+    })
+}
+
+fn limit_json(l: &LimitBody) -> Value {
+    json!({
+        "netns": l.netns,
+        "rule": l.rule,
+        "family": family_name(l.family),
+        "src": ip(l.family, &l.src).to_string(),
+        "limit_type": if l.limit_type == abi::LIMIT_CONNS_PER_SOURCE { "conns_per_source" } else { "unknown" },
+        "threshold": l.threshold,
+        "current": l.current,
+        "exceeded": l.exceeded,
+    })
+}
+
+/// A packet in the manner of ipmon: interface, rule, direction, endpoints, protocol, lengths,
+/// flags, repeats.
+fn packet_text(p: &PacketBody, d: &[u8]) -> String {
+    let v = packet_view(p, d);
+    let end = |a: Option<std::net::IpAddr>, port: Option<u16>| match (a, port) {
+        (Some(a), Some(p)) => format!("{a},{p}"),
+        (Some(a), None) => a.to_string(),
+        _ => "?".to_owned(),
+    };
+    let mut s = format!(
+        "{} @{} {} {} -> {} PR {} len {} {}",
+        comm_str(&p.ifname),
+        p.rule,
+        direction_name(p.direction),
+        end(v.saddr, v.sport),
+        end(v.daddr, v.dport),
+        proto_name(p.protocol),
+        p.ip_hlen,
+        p.orig_len
+    );
+    if p.protocol == abi::IPPROTO_TCP {
+        s.push_str(&format!(" -{}", crate::rules::flags_str(p.tcp_flags)));
+    }
+    if p.count > 1 {
+        s.push_str(&format!(" {} times", p.count));
+    }
+    if p.flags & abi::PKF_TRUNCATED != 0 {
+        s.push_str(&format!(
+            " (payload {} of {})",
+            p.payload_len,
+            p.orig_len as usize - usize::from(p.ip_hlen) - usize::from(p.l4_hlen)
+        ));
+    }
+    s
+}
+
 /// `addr:port`, with IPv6 addresses in brackets.
 fn endpoint(family: u16, a: &[u8; 16], port: u16) -> String {
     match ip(family, a) {
@@ -214,6 +361,15 @@ pub fn to_text(r: &Record) -> String {
         ),
         Body::Event(e) => event_text(e),
         Body::Summary(s) => summary_text(s),
+        Body::Packet(p, d) => packet_text(p, d),
+        Body::Limit(l) => format!(
+            "rule {} source {} has {} connections, over the limit of {} ({} times)",
+            l.rule,
+            ip(l.family, &l.src),
+            l.current,
+            l.threshold,
+            l.exceeded
+        ),
         Body::Mark(k) => format!(
             "value {} #{} by pid {} uid {} ({})",
             k.value,

@@ -7,8 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tcplog_ctl::{
-    self as abi, close, config_item, op, open, rtype, ConfigBody, EventBody, LostBody, MarkBody,
-    Pod, RecordHeader, SummaryBody,
+    self as abi, close, config_item, op, open, rtype, ConfigBody, EventBody, LimitBody, LostBody,
+    MarkBody, PacketBody, Pod, RecordHeader, SummaryBody,
 };
 
 /// A decoded record.
@@ -25,6 +25,9 @@ pub enum Body {
     Config(ConfigBody),
     Event(EventBody),
     Summary(SummaryBody),
+    /// The fixed part, then the packet's bytes (IP header, transport header, payload).
+    Packet(PacketBody, Vec<u8>),
+    Limit(LimitBody),
     Mark(MarkBody),
     /// A type this tool does not know (a newer module): kept as raw bytes.
     Unknown(Vec<u8>),
@@ -127,6 +130,12 @@ fn decode_body(ty: u16, bytes: &[u8]) -> Body {
         rtype::CONFIG => ConfigBody::read_from(bytes).map(Body::Config),
         rtype::EVENT => EventBody::read_from(bytes).map(Body::Event),
         rtype::SUMMARY => SummaryBody::read_from(bytes).map(Body::Summary),
+        rtype::PACKET => PacketBody::read_from(bytes).and_then(|p| {
+            let n = std::mem::size_of::<PacketBody>();
+            let len = usize::from(p.ip_hlen) + usize::from(p.l4_hlen) + usize::from(p.payload_len);
+            bytes.get(n..n + len).map(|d| Body::Packet(p, d.to_vec()))
+        }),
+        rtype::LIMIT => LimitBody::read_from(bytes).map(Body::Limit),
         rtype::MARK => MarkBody::read_from(bytes).map(Body::Mark),
         _ => None,
     };
@@ -140,6 +149,8 @@ pub fn type_name(ty: u16) -> &'static str {
         rtype::CONFIG => "config",
         rtype::EVENT => "event",
         rtype::SUMMARY => "summary",
+        rtype::PACKET => "packet",
+        rtype::LIMIT => "limit",
         rtype::MARK => "mark",
         _ => "unknown",
     }
@@ -154,6 +165,7 @@ pub fn config_item_name(item: u32) -> &'static str {
         config_item::OPTIONS => "options",
         config_item::SNAP_LEN => "snap_len",
         config_item::FILTER => "filter",
+        config_item::RULES => "rules",
         _ => "unknown",
     }
 }

@@ -10,6 +10,7 @@ mod peer;
 mod sys;
 mod t_basic;
 mod t_device;
+mod t_packet;
 mod t_socket;
 mod t_tool;
 
@@ -37,6 +38,7 @@ fn main() {
     t_device::all(&mut h);
     t_tool::all(&mut h);
     t_socket::all(&mut h);
+    t_packet::all(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

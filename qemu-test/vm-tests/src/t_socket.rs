@@ -124,14 +124,14 @@ fn netns_of(pid: &str) -> Result<u32, String> {
         .map_err(|_| format!("odd link {s}"))
 }
 
-fn netns_named(name: &str) -> Result<u32, String> {
+pub fn netns_named(name: &str) -> Result<u32, String> {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(format!("/run/netns/{name}")).map_err(|e| e.to_string())?;
     Ok(md.ino() as u32)
 }
 
 /// A reader positioned after everything buffered, with the default configuration and no filter.
-fn fresh() -> Result<Dev, String> {
+pub fn fresh() -> Result<Dev, String> {
     let d = Dev::rw()?;
     d.set_config(&abi::Config::DEFAULT)
         .map_err(sys::errno_name)?;
@@ -148,7 +148,7 @@ fn set_filter(d: &Dev, f: &abi::Filter) -> Result<(), String> {
 }
 
 /// Reads until `done` says enough arrived, or five seconds pass.
-fn collect(d: &Dev, done: impl Fn(&[Rec]) -> bool) -> Result<Vec<Rec>, String> {
+pub fn collect(d: &Dev, done: impl Fn(&[Rec]) -> bool) -> Result<Vec<Rec>, String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut recs = Vec::new();
     loop {
@@ -161,7 +161,7 @@ fn collect(d: &Dev, done: impl Fn(&[Rec]) -> bool) -> Result<Vec<Rec>, String> {
 }
 
 /// Reads for a short while, when what matters is that nothing (more) arrives.
-fn settle(d: &Dev) -> Result<Vec<Rec>, String> {
+pub fn settle(d: &Dev) -> Result<Vec<Rec>, String> {
     std::thread::sleep(Duration::from_millis(300));
     d.drain()
 }
@@ -173,14 +173,14 @@ fn events(recs: &[Rec]) -> Vec<EventBody> {
         .collect()
 }
 
-fn summaries(recs: &[Rec]) -> Vec<SummaryBody> {
+pub fn summaries(recs: &[Rec]) -> Vec<SummaryBody> {
     recs.iter()
         .filter(|r| r.hdr.rtype == abi::rtype::SUMMARY)
         .map(|r| SummaryBody::read_from(&r.body).unwrap())
         .collect()
 }
 
-fn nsum(n: usize) -> impl Fn(&[Rec]) -> bool {
+pub fn nsum(n: usize) -> impl Fn(&[Rec]) -> bool {
     move |r: &[Rec]| summaries(r).len() >= n
 }
 
@@ -191,13 +191,13 @@ fn find(evs: &[EventBody], op: u16, pid: u32) -> Result<&EventBody, String> {
 }
 
 /// One connection between helper processes: the server reads `up` bytes and answers `down`.
-struct Exchange {
-    server_pid: u32,
-    client_pid: u32,
-    port: u16,
+pub struct Exchange {
+    pub server_pid: u32,
+    pub client_pid: u32,
+    pub port: u16,
 }
 
-fn exchange(
+pub fn exchange(
     server_wrap: &[&str],
     bind: &str,
     client_wrap: &[&str],
@@ -555,7 +555,7 @@ fn ipv6() -> TestResult {
 }
 
 /// Two namespaces joined by a veth pair: tla has 10.99.0.1, tlb 10.99.0.2 (and fd99::1, fd99::2).
-fn veth() -> Result<(), String> {
+pub fn veth() -> Result<(), String> {
     if std::path::Path::new("/run/netns/tlb").exists() {
         return Ok(());
     }
@@ -578,8 +578,8 @@ fn veth() -> Result<(), String> {
     Ok(())
 }
 
-const IN_A: [&str; 4] = ["ip", "netns", "exec", "tla"];
-const IN_B: [&str; 4] = ["ip", "netns", "exec", "tlb"];
+pub const IN_A: [&str; 4] = ["ip", "netns", "exec", "tla"];
+pub const IN_B: [&str; 4] = ["ip", "netns", "exec", "tlb"];
 
 fn veth_namespaces() -> TestResult {
     veth()?;

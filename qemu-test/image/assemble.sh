@@ -30,6 +30,7 @@ copy_bin() {
 copy_bin "$rel/tcplog" /usr/bin/tcplog
 copy_bin "$rel/tcplog-vm-tests" /usr/bin/tcplog-vm-tests
 copy_bin /usr/bin/ip /usr/local/bin/ip
+copy_bin /usr/bin/tcpdump /usr/local/bin/tcpdump
 install -m 0644 /src/tcplog.ko lib/tcplog/tcplog.ko
 
 # busybox provides everything else; real tools in /usr/local/bin come first in PATH.

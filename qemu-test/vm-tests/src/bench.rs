@@ -178,3 +178,212 @@ pub fn churn() -> Result<(), String> {
     );
     Ok(())
 }
+
+/// Sends `bytes` over one TCP connection, the client in namespace `client_ns` and the server in
+/// `server_ns` (None: this one), to `addr`; MB/s.
+fn bulk(
+    client_ns: Option<&str>,
+    server_ns: Option<&str>,
+    bind: &str,
+    bytes: usize,
+) -> Result<f64, String> {
+    use std::io::{Read, Write};
+    fn enter(ns: Option<&str>) -> Result<(), String> {
+        if let Some(ns) = ns {
+            let f = std::fs::File::open(format!("/run/netns/{ns}")).map_err(|e| e.to_string())?;
+            // SAFETY: setns on the calling thread, with a namespace file held open.
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0
+            {
+                return Err(format!("setns {ns}"));
+            }
+        }
+        Ok(())
+    }
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server_ns = server_ns.map(str::to_owned);
+    let bind = bind.to_owned();
+    let server = thread::spawn(move || -> Result<usize, String> {
+        enter(server_ns.as_deref())?;
+        let l = std::net::TcpListener::bind(&bind).map_err(|e| e.to_string())?;
+        ready_tx.send(l.local_addr().unwrap()).ok();
+        let (mut s, _) = l.accept().map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut n = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return Ok(n),
+                Ok(k) => n += k,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    });
+    let addr = ready_rx.recv().map_err(|_| "server did not start")?;
+    let client_ns = client_ns.map(str::to_owned);
+    let t = Instant::now();
+    let client = thread::spawn(move || -> Result<(), String> {
+        enter(client_ns.as_deref())?;
+        let mut c = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        let chunk = vec![7u8; 1 << 16];
+        let mut left = bytes;
+        while left > 0 {
+            let k = left.min(chunk.len());
+            c.write_all(&chunk[..k]).map_err(|e| e.to_string())?;
+            left -= k;
+        }
+        Ok(())
+    });
+    client.join().map_err(|_| "client panicked")??;
+    let got = server.join().map_err(|_| "server panicked")??;
+    if got != bytes {
+        return Err(format!("received {got} of {bytes} bytes"));
+    }
+    Ok(bytes as f64 / t.elapsed().as_secs_f64() / 1e6)
+}
+
+/// Runs `f` with a reader draining the device on another thread.
+fn with_reader<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let r = Dev::open(false, true)?;
+    r.seek_end()?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            // SAFETY: `buf` has room for its length.
+            let n = unsafe { libc::read(r.fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    });
+    let out = f();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().ok();
+    out
+}
+
+/// Runs `f` while tcpdump captures 128 bytes of every packet on `dev` (in namespace `ns`).
+fn with_tcpdump<T>(
+    ns: Option<&str>,
+    dev: &str,
+    f: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns, "tcpdump"]);
+            c
+        }
+        None => std::process::Command::new("tcpdump"),
+    };
+    let mut child = cmd
+        .args([
+            "-i",
+            dev,
+            "-s",
+            "128",
+            "-w",
+            "/dev/null",
+            "-Z",
+            "root",
+            "-q",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("tcpdump: {e}"))?;
+    thread::sleep(std::time::Duration::from_millis(1500));
+    let out = f();
+    // SAFETY: Signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait().ok();
+    out
+}
+
+/// A path bulk traffic takes: where each end lives, and where tcpdump listens.
+struct Path {
+    name: &'static str,
+    client_ns: Option<&'static str>,
+    server_ns: Option<&'static str>,
+    bind: &'static str,
+    dev: &'static str,
+    dev_ns: Option<&'static str>,
+}
+
+const PATHS: [Path; 2] = [
+    Path {
+        name: "loopback",
+        client_ns: None,
+        server_ns: None,
+        bind: "127.0.0.1:0",
+        dev: "lo",
+        dev_ns: None,
+    },
+    Path {
+        name: "veth",
+        client_ns: Some("tla"),
+        server_ns: Some("tlb"),
+        bind: "10.99.0.2:0",
+        dev: "vb",
+        dev_ns: Some("tlb"),
+    },
+];
+
+/// Measures one configuration (0: no module, 1: counters, 2: logging, 3: tcpdump).
+fn measure(p: &Path, config: usize, bytes: usize) -> Result<f64, String> {
+    let run = || bulk(p.client_ns, p.server_ns, p.bind, bytes);
+    match config {
+        0 => run(),
+        1 => {
+            sys::insmod(&[])?;
+            let r = run();
+            sys::rmmod()?;
+            r
+        }
+        2 => {
+            sys::insmod(&[])?;
+            sys::run_ok("/usr/bin/tcplog", &["rules", "set", "log body proto tcp"])?;
+            let r = with_reader(run);
+            sys::rmmod()?;
+            r
+        }
+        _ => with_tcpdump(p.dev_ns, p.dev, run),
+    }
+}
+
+pub fn throughput() -> Result<(), String> {
+    const BYTES: usize = 64 << 20;
+    const ROUNDS: usize = 3;
+    const NAMES: [&str; 4] = [
+        "module not loaded",
+        "loaded: counters only",
+        "logging headers + 128 bytes (reader draining)",
+        "tcpdump -s 128 -w /dev/null, no module",
+    ];
+    crate::t_socket::veth()?;
+    if sys::module_loaded() {
+        sys::rmmod()?;
+    }
+    for p in &PATHS {
+        bulk(p.client_ns, p.server_ns, p.bind, 8 << 20)?;
+        let mut best = [0f64; 4];
+        // Each round starts with another configuration, so drift hits them all alike.
+        for round in 0..ROUNDS {
+            for k in 0..4 {
+                let c = (round + k) % 4;
+                best[c] = best[c].max(measure(p, c, BYTES)?);
+            }
+        }
+        println!(
+            "bench bulk TCP over {}: {} MiB, best of {ROUNDS} rounds",
+            p.name,
+            BYTES >> 20
+        );
+        for (what, rate) in NAMES.iter().zip(best) {
+            println!(
+                "bench   {what:<46} {rate:>8.1} MB/s  ratio {:.2}",
+                rate / best[0]
+            );
+        }
+    }
+    Ok(())
+}

@@ -25,7 +25,10 @@ fn main() {
     }
     let filter = std::env::args().nth(1);
     if filter.as_deref() == Some("--bench") {
-        if let Err(e) = bench::ring().and_then(|()| bench::churn()) {
+        if let Err(e) = bench::ring()
+            .and_then(|()| bench::churn())
+            .and_then(|()| bench::throughput())
+        {
             println!("bench failed: {e}");
             std::process::exit(1);
         }

@@ -41,6 +41,10 @@ pub fn all(h: &mut Harness) {
         namespaces,
     );
     h.run(
+        "packet: namespaces created after load are hooked; removing them is clean",
+        namespaces_come_and_go,
+    );
+    h.run(
         "packet: rules replaced while traffic flows lose nothing uncounted",
         replace_under_load,
     );
@@ -450,6 +454,35 @@ fn namespaces() -> TestResult {
         (inn[0].body.direction, &inn[0].body.ifname[..3]),
         (abi::direction::IN, &b"vb\0"[..])
     );
+    Ok(())
+}
+
+fn namespaces_come_and_go() -> TestResult {
+    const N: u32 = 5;
+    rules(&["count proto udp dport 6161"])?;
+    for i in 0..N {
+        let name = format!("tmp{i}");
+        sys::run_ok("ip", &["netns", "add", &name])?;
+        sys::run_ok("ip", &["-n", &name, "link", "set", "lo", "up"])?;
+        let ns = std::fs::File::open(format!("/run/netns/{name}")).map_err(|e| e.to_string())?;
+        std::thread::spawn(move || -> Result<(), String> {
+            // SAFETY: setns on this thread only, with a namespace file held open.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err("setns".into());
+            }
+            let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            s.send_to(b"x", "127.0.0.1:6161")
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| "sender panicked")??;
+        sys::run_ok("ip", &["netns", "del", &name])?;
+    }
+    let s = stats()?;
+    rules(&[])?;
+    // Out and in, in each namespace, all made after the module was loaded.
+    ensure_eq!(s.packets[0], u64::from(2 * N));
     Ok(())
 }
 

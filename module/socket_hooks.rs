@@ -746,6 +746,9 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
 ///
 /// `sk` must point to a live TCP `struct sock`.
 unsafe fn count_limit(log: &Log, sk: *const sock) {
+    if !log.enabled() {
+        return;
+    }
     // SAFETY: By the function's requirement `sk` is live.
     let i = unsafe { sockinfo::read(sk) };
     let noif = [0u8; 16];

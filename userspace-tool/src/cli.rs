@@ -4,7 +4,44 @@ use clap::{Parser, Subcommand};
 
 use crate::control::{parse_mark_count, parse_snap_len};
 use crate::criteria::CriteriaArgs;
+use crate::logfile::parse_size;
 use crate::output::Format;
+
+/// How `dump`, `follow` and `read` show records, and which.
+#[derive(Debug, Default, clap::Args)]
+pub struct OutputArgs {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// No header line (text and CSV).
+    #[arg(long)]
+    pub no_header: bool,
+    /// Only records of these types (repeatable): event, summary, packet, limit, config, mark,
+    /// lost. LOST records are always shown.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    #[command(flatten)]
+    pub criteria: CriteriaArgs,
+    /// Also write the packet records to FILE as pcap (readable by tcpdump and tshark).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<String>,
+}
+
+/// Writing the raw record stream to a log file.
+#[derive(Debug, Default, clap::Args)]
+pub struct WriteArgs {
+    /// Write every record read, raw, to FILE (a log file `tcplog read` replays).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<String>,
+    /// Start a new file when FILE would grow past SIZE (like 10M); older ones become FILE.1, ...
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "write")]
+    pub rotate: Option<u64>,
+    /// How many rotated files to keep.
+    #[arg(long, default_value_t = 5, requires = "rotate")]
+    pub keep: u32,
+}
 
 /// `on` or `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -68,23 +105,46 @@ pub enum Command {
     Flush,
     /// Print the records buffered now, then exit.
     Dump {
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Same as --format json.
-        #[arg(long, conflicts_with = "format")]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        write: WriteArgs,
     },
-    /// Print records as they arrive, until interrupted; then the totals.
+    /// Print (and write) records as they arrive, until interrupted; then the totals.
     Follow {
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Same as --format json.
-        #[arg(long, conflicts_with = "format")]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        write: WriteArgs,
         /// Skip what is buffered: only records produced from now on.
         #[arg(long)]
         new: bool,
+        /// Print nothing (with -w: only write the log).
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
+    /// Replay saved log files (from -w) with the same formats and selection.
+    Read {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Write netrecord-style transcripts of the TCP connections in a log file: ROOT1, ROOT2, ...
+    /// (needs packet records with payload: a rule like 'log body proto tcp').
+    Transcript {
+        #[arg(value_name = "FILE")]
+        file: String,
+        #[arg(value_name = "ROOT", default_value = "transcript.")]
+        root: String,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
     /// Write MARK records into the log (to annotate it).
     Mark {
         /// The value the records carry.
@@ -143,17 +203,6 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// The output format of `dump` and `follow`.
-    pub fn format(format: Format, json: bool) -> Format {
-        if json {
-            Format::Json
-        } else {
-            format
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -179,13 +228,50 @@ mod tests {
     }
 
     #[test]
-    fn follow_json() {
-        let cli = Cli::try_parse_from(["tcplog", "follow", "--json", "--new"]).unwrap();
-        let Command::Follow { format, json, new } = cli.command else {
+    fn follow_json_with_a_log_file() {
+        let cli = Cli::try_parse_from([
+            "tcplog", "follow", "--json", "--new", "-w", "x.tlog", "--rotate", "1M", "--port", "80",
+        ])
+        .unwrap();
+        let Command::Follow {
+            output,
+            write,
+            new,
+            quiet,
+        } = cli.command
+        else {
             panic!()
         };
-        assert!(new);
-        assert_eq!(Command::format(format, json), Format::Json);
+        assert!(new && output.json && !quiet);
+        assert_eq!(write.write.as_deref(), Some("x.tlog"));
+        assert_eq!((write.rotate, write.keep), (Some(1 << 20), 5));
+        assert_eq!(output.criteria.ports, ["80"]);
+        assert!(
+            Cli::try_parse_from(["tcplog", "follow", "--rotate", "1M"]).is_err(),
+            "rotate needs -w"
+        );
+    }
+
+    #[test]
+    fn completions_and_manual_come_from_the_same_definition() {
+        let mut cmd = Cli::command();
+        let mut bash = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "tcplog", &mut bash);
+        let bash = String::from_utf8(bash).unwrap();
+        for word in ["follow", "transcript", "--pcap", "--rotate"] {
+            assert!(bash.contains(word), "bash completion lacks {word}");
+        }
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(
+            man.starts_with(".ie") || man.contains(".TH tcplog"),
+            "{}",
+            &man[..80]
+        );
+        assert!(man.contains("Control the tcplog kernel module"));
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub mod exit {
     pub const PERMISSION: i32 = 4;
     /// The module speaks another ABI version than the tool.
     pub const ABI_MISMATCH: i32 = 5;
+    /// A log file cannot be read (missing, not a log file, another ABI version).
+    pub const BAD_FILE: i32 = 6;
+    /// A log file was read, but parts of it were damaged or cut short (the good records were
+    /// printed).
+    pub const DAMAGED_FILE: i32 = 7;
 }
 
 #[derive(Debug, Error)]
@@ -39,6 +44,14 @@ pub enum Error {
     #[error("{0}")]
     BadInput(String),
 
+    /// A log file that cannot be read at all (missing, not a log file, another ABI version).
+    #[error("{0}")]
+    BadFile(String),
+
+    /// Log files that were read, but with damaged or cut-short parts.
+    #[error("{0}")]
+    Damaged(String),
+
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -61,6 +74,8 @@ impl Error {
             Error::Permission { .. } => exit::PERMISSION,
             Error::AbiMismatch { .. } => exit::ABI_MISMATCH,
             Error::BadInput(_) => exit::USAGE,
+            Error::BadFile(_) => exit::BAD_FILE,
+            Error::Damaged(_) => exit::DAMAGED_FILE,
             Error::Io { .. } => exit::FAILURE,
         }
     }

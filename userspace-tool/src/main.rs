@@ -6,11 +6,15 @@ mod criteria;
 mod device;
 mod error;
 mod events;
+mod logfile;
 mod output;
+mod pcap_out;
 mod record;
 mod rules;
+mod select;
 mod status;
 mod stream;
+mod transcript;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -27,9 +31,25 @@ fn run(cli: &Cli, out: &mut dyn Write) -> error::Result<()> {
         Command::Enable => control::set_enabled(dev, true),
         Command::Disable => control::set_enabled(dev, false),
         Command::Flush => control::flush(dev, out),
-        Command::Dump { format, json } => stream::dump(dev, Command::format(*format, *json), out),
-        Command::Follow { format, json, new } => {
-            stream::follow(dev, Command::format(*format, *json), *new, out)
+        Command::Dump { output, write } => stream::dump(dev, output, write, out),
+        Command::Follow {
+            output,
+            write,
+            new,
+            quiet,
+        } => stream::follow(dev, output, write, *new, *quiet, out),
+        Command::Read { files, output } => stream::read(files, output, out),
+        Command::Transcript { file, root } => stream::transcript(file, root, out),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "tcplog", out);
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(out)
+                .map_err(|e| Error::io("writing the manual page", e))
         }
         Command::Mark { value, count } => control::mark(dev, *value, *count),
         Command::Events {

@@ -12,12 +12,15 @@ use crate::record::{
 };
 
 /// Output formats of `dump` and `follow`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Aligned text, a line per record.
+    #[default]
     Text,
     /// JSON Lines: one object per record, with a `type` field.
     Json,
+    /// CSV with a header row.
+    Csv,
 }
 
 /// RFC 3339 time with nanoseconds, in UTC.
@@ -281,30 +284,76 @@ fn packet_text(p: &PacketBody, d: &[u8]) -> String {
     s
 }
 
-/// `addr:port`, with IPv6 addresses in brackets.
-fn endpoint(family: u16, a: &[u8; 16], port: u16) -> String {
-    match ip(family, a) {
-        std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-        v4 => format!("{v4}:{port}"),
-    }
+/// Time of day, UTC, to the microsecond.
+fn clock(time_ns: u64) -> String {
+    rfc3339(time_ns)[11..26].to_owned()
 }
 
-fn event_text(e: &EventBody) -> String {
-    let who = if e.flags & abi::EVF_NO_PROCESS != 0 {
-        "-".to_owned()
-    } else {
-        format!("{}/{}", e.pid, comm_str(&e.comm))
+/// The columns every text line starts with; summaries and events fill them all.
+pub fn text_header() -> String {
+    format!(
+        "{:<15} {:<7} {:>7} {:<15} {:<39} {:>5} {:<39} {:>5} {:>10} {:>10} {:>10} DETAIL",
+        "TIME", "TYPE", "PID", "COMM", "LADDR", "LPORT", "RADDR", "RPORT", "TX", "RX", "MS"
+    )
+}
+
+/// One text line: the common columns, "-" where a record has no such thing, then the detail.
+#[allow(clippy::too_many_arguments)]
+fn columns(
+    time_ns: u64,
+    ty: &str,
+    who: Option<(u32, &[u8])>,
+    ends: Option<(std::net::IpAddr, u16, std::net::IpAddr, u16)>,
+    traffic: Option<(u64, u64, Option<f64>)>,
+    detail: &str,
+) -> String {
+    let (pid, comm) = match who {
+        Some((p, c)) => (p.to_string(), comm_str(c)),
+        None => ("-".into(), "-".into()),
     };
-    let mut s = format!(
-        "{:<4} {:<10} {:<20} {} -> {}",
-        proto_name(e.protocol),
-        op_name(e.op),
-        who,
-        endpoint(e.family, &e.laddr, e.lport),
-        endpoint(e.family, &e.raddr, e.rport)
-    );
+    let (la, lp, ra, rp) = match ends {
+        Some((la, lp, ra, rp)) => (
+            la.to_string(),
+            lp.to_string(),
+            ra.to_string(),
+            rp.to_string(),
+        ),
+        None => ("-".into(), "-".into(), "-".into(), "-".into()),
+    };
+    let (tx, rx, ms) = match traffic {
+        Some((tx, rx, ms)) => (
+            tx.to_string(),
+            rx.to_string(),
+            ms.map_or_else(|| "?".to_owned(), |m| format!("{m:.3}")),
+        ),
+        None => ("-".into(), "-".into(), "-".into()),
+    };
+    format!(
+        "{:<15} {:<7} {:>7} {:<15} {:<39} {:>5} {:<39} {:>5} {:>10} {:>10} {:>10} {}",
+        clock(time_ns),
+        ty,
+        pid,
+        comm,
+        la,
+        lp,
+        ra,
+        rp,
+        tx,
+        rx,
+        ms,
+        detail
+    )
+    .trim_end()
+    .to_owned()
+}
+
+fn event_detail(e: &EventBody) -> String {
+    let mut s = format!("{} {}", proto_name(e.protocol), op_name(e.op));
     if e.flags & abi::EVF_IMPLICIT != 0 {
         s.push_str(" (implicit)");
+    }
+    if e.flags & abi::EVF_ASYNC != 0 {
+        s.push_str(" (async)");
     }
     if e.result != 0 {
         let name =
@@ -314,79 +363,172 @@ fn event_text(e: &EventBody) -> String {
     s
 }
 
-fn summary_text(s: &SummaryBody) -> String {
-    let who = if s.flags & abi::SUMF_OWNER_UNKNOWN != 0 {
-        "-".to_owned()
-    } else {
-        format!("{}/{}", s.pid, comm_str(&s.comm))
-    };
-    let ms = if s.flags & abi::SUMF_START_UNKNOWN != 0 {
-        "?".to_owned()
-    } else {
-        format!("{:.3}", s.duration_ns as f64 / 1e6)
-    };
-    format!(
-        "tcp  {:<10} {:<20} {} -> {} tx {} rx {} ms {}{}",
-        open_name(s.open),
-        who,
-        endpoint(s.family, &s.laddr, s.lport),
-        endpoint(s.family, &s.raddr, s.rport),
-        s.bytes_sent,
-        s.bytes_received,
-        ms,
-        if s.flags & abi::SUMF_PARTIAL != 0 {
-            " (partial)"
-        } else {
-            ""
-        }
-    )
+fn summary_detail(s: &SummaryBody) -> String {
+    let mut d = format!("{} {}", open_name(s.open), close_name(s.close));
+    if s.flags & abi::SUMF_IP_COUNTERS != 0 {
+        d.push_str(&format!(" pkts {}/{}", s.pkts_out, s.pkts_in));
+    }
+    if s.flags & abi::SUMF_PARTIAL != 0 {
+        d.push_str(" partial");
+    }
+    d
 }
 
 /// A record as one line of text.
 pub fn to_text(r: &Record) -> String {
     let h = &r.header;
-    let detail = match &r.body {
-        Body::Lost(l) => format!(
-            "lost {} records (seq {}..={})",
-            l.count, l.first_seq, l.last_seq
+    let ty = type_name(h.rtype);
+    let t = h.time_ns;
+    match &r.body {
+        Body::Event(e) => {
+            let who = (e.flags & abi::EVF_NO_PROCESS == 0).then_some((e.pid, &e.comm[..]));
+            let ends = (
+                ip(e.family, &e.laddr),
+                e.lport,
+                ip(e.family, &e.raddr),
+                e.rport,
+            );
+            columns(t, ty, who, Some(ends), None, &event_detail(e))
+        }
+        Body::Summary(s) => {
+            let who = (s.flags & abi::SUMF_OWNER_UNKNOWN == 0).then_some((s.pid, &s.comm[..]));
+            let ends = (
+                ip(s.family, &s.laddr),
+                s.lport,
+                ip(s.family, &s.raddr),
+                s.rport,
+            );
+            let ms = (s.flags & abi::SUMF_START_UNKNOWN == 0).then(|| s.duration_ns as f64 / 1e6);
+            columns(
+                t,
+                ty,
+                who,
+                Some(ends),
+                Some((s.bytes_sent, s.bytes_received, ms)),
+                &summary_detail(s),
+            )
+        }
+        Body::Packet(p, d) => format!("{} {:<7} {}", clock(t), ty, packet_text(p, d)),
+        Body::Limit(l) => columns(
+            t,
+            ty,
+            None,
+            None,
+            None,
+            &format!(
+                "rule {}: source {} has {} connections, over the limit of {} ({} times)",
+                l.rule,
+                ip(l.family, &l.src),
+                l.current,
+                l.threshold,
+                l.exceeded
+            ),
         ),
-        Body::Config(c) => format!(
-            "{} {} -> {} by pid {} uid {} ({})",
-            config_item_name(c.item),
-            c.old,
-            c.new,
-            c.pid,
-            c.uid,
-            comm_str(&c.comm)
+        Body::Lost(l) => columns(
+            t,
+            ty,
+            None,
+            None,
+            None,
+            &format!(
+                "lost {} records (seq {}..={})",
+                l.count, l.first_seq, l.last_seq
+            ),
         ),
-        Body::Event(e) => event_text(e),
-        Body::Summary(s) => summary_text(s),
-        Body::Packet(p, d) => packet_text(p, d),
-        Body::Limit(l) => format!(
-            "rule {} source {} has {} connections, over the limit of {} ({} times)",
-            l.rule,
-            ip(l.family, &l.src),
-            l.current,
-            l.threshold,
-            l.exceeded
+        Body::Config(c) => columns(
+            t,
+            ty,
+            Some((c.pid, &c.comm[..])),
+            None,
+            None,
+            &format!(
+                "{} {} -> {} (uid {})",
+                config_item_name(c.item),
+                c.old,
+                c.new,
+                c.uid
+            ),
         ),
-        Body::Mark(k) => format!(
-            "value {} #{} by pid {} uid {} ({})",
-            k.value,
-            k.index,
-            k.pid,
-            k.uid,
-            comm_str(&k.comm)
+        Body::Mark(k) => columns(
+            t,
+            ty,
+            Some((k.pid, &k.comm[..])),
+            None,
+            None,
+            &format!("value {} #{} (uid {})", k.value, k.index, k.uid),
         ),
-        Body::Unknown(bytes) => format!("type {} ({} bytes)", h.rtype, bytes.len()),
-    };
-    format!(
-        "{} {:>8} {:<7} {}",
-        rfc3339(h.time_ns),
-        h.seq,
-        type_name(h.rtype),
-        detail
-    )
+        Body::Unknown(bytes) => columns(
+            t,
+            ty,
+            None,
+            None,
+            None,
+            &format!("type {} ({} bytes)", h.rtype, bytes.len()),
+        ),
+    }
+}
+
+/// The columns of `--format csv`: what the JSON objects hold, one column per field, empty where
+/// a record has no such field.
+pub const CSV_COLUMNS: [&str; 44] = [
+    "type",
+    "seq",
+    "time",
+    "time_ns",
+    "cpu",
+    "op",
+    "family",
+    "proto",
+    "pid",
+    "tid",
+    "uid",
+    "comm",
+    "laddr",
+    "lport",
+    "raddr",
+    "rport",
+    "netns",
+    "sock_id",
+    "result",
+    "error",
+    "open",
+    "close",
+    "partial",
+    "duration_ns",
+    "bytes_sent",
+    "bytes_received",
+    "segs_in",
+    "segs_out",
+    "retrans",
+    "srtt_us",
+    "pkts_in",
+    "pkts_out",
+    "ip_bytes_in",
+    "ip_bytes_out",
+    "ifname",
+    "direction",
+    "rule",
+    "saddr",
+    "daddr",
+    "sport",
+    "dport",
+    "tcp_flags",
+    "orig_len",
+    "count",
+];
+
+/// A record as a CSV row of [`CSV_COLUMNS`]; fields only some types have beyond those (a
+/// packet's bytes, a config record's values) are in JSON, not here.
+pub fn to_csv_row(r: &Record) -> Vec<String> {
+    let v = to_json(r);
+    CSV_COLUMNS
+        .iter()
+        .map(|k| match &v[*k] {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -422,11 +564,180 @@ mod tests {
         assert_eq!(v["comm"], "test");
     }
 
+    /// A recorded stream with one record of every type.
+    pub fn sample_stream() -> Vec<u8> {
+        use crate::record::tests::{encode_at, udp_packet};
+        use tcplog_ctl::{rtype, Pod};
+        let t = 1_700_000_000_123_456_789u64;
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        let v4 = |a: [u8; 4]| {
+            let mut x = [0u8; 16];
+            x[..4].copy_from_slice(&a);
+            x
+        };
+        let mut v6 = [0u8; 16];
+        v6[0] = 0xfd;
+        v6[15] = 2;
+        let mut s = Vec::new();
+        s.extend(encode_at(
+            rtype::LOST,
+            0,
+            abi::LostBody {
+                count: 10,
+                first_seq: 0,
+                last_seq: 9,
+            }
+            .as_bytes(),
+            t,
+        ));
+        s.extend(encode_at(
+            rtype::CONFIG,
+            10,
+            abi::ConfigBody {
+                item: abi::config_item::ENABLED,
+                pid: 7,
+                uid: 0,
+                _pad: 0,
+                old: 0,
+                new: 1,
+                comm,
+            }
+            .as_bytes(),
+            t + 1,
+        ));
+        s.extend(encode_at(
+            rtype::EVENT,
+            11,
+            EventBody {
+                sock_id: 99,
+                netns: 4026531840,
+                pid: 42,
+                tid: 43,
+                uid: 1000,
+                result: libc::ECONNREFUSED,
+                op: abi::op::TCP_CONNECT,
+                family: abi::AF_INET,
+                protocol: abi::IPPROTO_TCP,
+                sock_type: 1,
+                flags: 0,
+                lport: 40000,
+                rport: 80,
+                laddr: v4([10, 0, 0, 1]),
+                raddr: v4([10, 0, 0, 2]),
+                comm,
+            }
+            .as_bytes(),
+            t + 2,
+        ));
+        s.extend(encode_at(
+            rtype::SUMMARY,
+            12,
+            SummaryBody {
+                sock_id: 98,
+                start_ns: t - 2_500_000_000,
+                duration_ns: 2_500_000_000,
+                bytes_sent: 100_000,
+                bytes_received: 54_321,
+                segs_in: 40,
+                segs_out: 80,
+                retrans: 1,
+                srtt_us: 120,
+                netns: 4026531840,
+                pid: 42,
+                uid: 1000,
+                flags: abi::SUMF_IP_COUNTERS,
+                open: abi::open::ACTIVE,
+                close: abi::close::FIN,
+                family: abi::AF_INET6,
+                lport: 40001,
+                rport: 443,
+                _pad: 0,
+                laddr: v6,
+                raddr: v6,
+                comm,
+                pkts_in: 41,
+                pkts_out: 81,
+                ip_bytes_in: 56_000,
+                ip_bytes_out: 105_000,
+            }
+            .as_bytes(),
+            t + 3,
+        ));
+        s.extend(udp_packet(13, b"hello", 128, 2));
+        s.extend(encode_at(
+            rtype::LIMIT,
+            14,
+            LimitBody {
+                netns: 4026531840,
+                rule: 1,
+                family: abi::AF_INET,
+                limit_type: abi::LIMIT_CONNS_PER_SOURCE,
+                threshold: 2,
+                current: 3,
+                exceeded: 1,
+                src: v4([10, 0, 0, 9]),
+            }
+            .as_bytes(),
+            t + 4,
+        ));
+        s.extend(crate::record::tests::mark(15, 77));
+        s
+    }
+
+    fn records() -> Vec<Record> {
+        let buf = sample_stream();
+        let mut d = Decoder::new(&buf);
+        let mut v = Vec::new();
+        while let Some(item) = d.next_item() {
+            match item {
+                Item::Record(r) => v.push(r),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(v.len(), 7);
+        v
+    }
+
+    /// Compares with a golden file; `UPDATE_GOLDEN=1 cargo test` rewrites them.
+    fn golden(name: &str, got: &str) {
+        let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(got, want, "{path} differs (UPDATE_GOLDEN=1 rewrites it)");
+    }
+
     #[test]
-    fn mark_as_text() {
-        assert_eq!(
-            to_text(&one(&mark(5, 77))),
-            "2023-11-14T22:13:20.123456789Z        5 mark    value 77 #0 by pid 42 uid 0 (test)"
+    fn golden_text() {
+        let mut s = text_header() + "\n";
+        for r in records() {
+            s.push_str(&to_text(&r));
+            s.push('\n');
+        }
+        golden("golden.txt", &s);
+    }
+
+    #[test]
+    fn golden_json() {
+        let s: String = records()
+            .iter()
+            .map(|r| to_json(r).to_string() + "\n")
+            .collect();
+        golden("golden.jsonl", &s);
+    }
+
+    #[test]
+    fn golden_csv() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(CSV_COLUMNS).unwrap();
+        for r in records() {
+            w.write_record(to_csv_row(&r)).unwrap();
+        }
+        golden(
+            "golden.csv",
+            &String::from_utf8(w.into_inner().unwrap()).unwrap(),
         );
     }
 }

@@ -106,16 +106,13 @@ impl<'a> Decoder<'a> {
                 return None;
             }
         }
-        // Damage: skip to the next aligned magic that starts a plausible record.
+        // Damage: skip to the next magic, at any offset (bytes may have been lost or inserted,
+        // not only changed).
         let start = self.off;
-        let mut off = start + abi::RECORD_ALIGN;
-        while off < self.buf.len() {
-            if self.magic_at(off) {
-                break;
-            }
-            off += abi::RECORD_ALIGN;
+        let mut off = start + 1;
+        while off < self.buf.len() && !self.magic_at(off) {
+            off += 1;
         }
-        let off = off.min(self.buf.len());
         self.off = off;
         Some(Item::Damaged {
             offset: start,
@@ -297,6 +294,58 @@ pub mod tests {
         encode(rtype::MARK, seq, b.as_bytes())
     }
 
+    /// An IPv4 UDP packet record, as the module writes one: `payload` kept to `snap` bytes,
+    /// standing for `count` packets 1 ms apart.
+    pub fn udp_packet(seq: u64, payload: &[u8], snap: usize, count: u32) -> Vec<u8> {
+        let kept = payload.len().min(snap);
+        let total = 20 + 8 + payload.len();
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 2,
+        ];
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        let mut udp = vec![0u8; 8];
+        udp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&53u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        let mut ifname = [0u8; 16];
+        ifname[..2].copy_from_slice(b"lo");
+        let b = abi::PacketBody {
+            netns: 4026531840,
+            ifindex: 1,
+            ifname,
+            orig_len: total as u32,
+            count,
+            rule: 1,
+            hook: 1,
+            direction: abi::direction::IN,
+            family: abi::AF_INET,
+            protocol: abi::IPPROTO_UDP,
+            tcp_flags: 0,
+            flags: abi::PKF_BODY
+                | if kept < payload.len() {
+                    abi::PKF_TRUNCATED
+                } else {
+                    0
+                },
+            ip_hlen: 20,
+            l4_hlen: 8,
+            payload_len: kept as u16,
+            last_ns: 1_700_000_000_000_000_000 + u64::from(count - 1) * 1_000_000,
+        };
+        let mut body = b.as_bytes().to_vec();
+        body.extend(ip);
+        body.extend(udp);
+        body.extend(&payload[..kept]);
+        encode_at(rtype::PACKET, seq, &body, 1_700_000_000_000_000_000)
+    }
+
+    /// As [`encode`], at a given time.
+    pub fn encode_at(ty: u16, seq: u64, body: &[u8], time_ns: u64) -> Vec<u8> {
+        let mut v = encode(ty, seq, body);
+        v[16..24].copy_from_slice(&time_ns.to_ne_bytes());
+        v
+    }
+
     #[test]
     fn decodes_back_to_back_records() {
         let mut buf = mark(1, 10);
@@ -340,6 +389,56 @@ pub mod tests {
             panic!("no record after damage")
         };
         assert_eq!(r.header.seq, 7);
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never make the decoder panic or stall, and every byte is accounted
+        /// for: consumed as records, skipped as damage, or left as an incomplete tail.
+        #[test]
+        fn arbitrary_bytes_are_handled(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let mut d = Decoder::new(&bytes);
+            let mut seen = 0usize;
+            let mut steps = 0usize;
+            while let Some(item) = d.next_item() {
+                steps += 1;
+                proptest::prop_assert!(steps <= bytes.len() + 1, "no progress");
+                seen = match item {
+                    Item::Record(r) => seen + usize::from(r.header.len),
+                    Item::Damaged { offset, len } => {
+                        proptest::prop_assert_eq!(offset, seen);
+                        proptest::prop_assert!(len > 0);
+                        seen + len
+                    }
+                };
+                proptest::prop_assert_eq!(seen, d.offset());
+            }
+            proptest::prop_assert!(d.offset() <= bytes.len());
+        }
+
+        /// Whatever garbage comes first, the records after it are found again, all of them.
+        #[test]
+        fn resynchronises_after_any_garbage(
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            values in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..20),
+        ) {
+            let magic = abi::RECORD_MAGIC.to_ne_bytes();
+            proptest::prop_assume!(!garbage.windows(4).any(|w| w == magic));
+            let mut buf = garbage.clone();
+            for (i, v) in values.iter().enumerate() {
+                buf.extend(mark(i as u64, *v));
+            }
+            let mut d = Decoder::new(&buf);
+            let mut found = Vec::new();
+            while let Some(item) = d.next_item() {
+                if let Item::Record(r) = item {
+                    if let Body::Mark(m) = r.body {
+                        found.push(m.value);
+                    }
+                }
+            }
+            // Garbage ending in part of a magic could swallow nothing of the records.
+            proptest::prop_assert_eq!(found, values);
+        }
     }
 
     #[test]

@@ -1,94 +1,193 @@
-//! `tcplog dump` and `tcplog follow`: reading records from the device and printing them.
+//! Records flowing from the device or a file to the outputs: `dump`, `follow`, `read`.
+//!
+//! A [`Pipeline`] takes whole records as they are read. It writes them, all of them, raw to a
+//! log file (`-w`); decodes them; counts LOST records; and passes the ones the selection keeps to
+//! the printer (text, JSON Lines or CSV) and the pcap writer (`--pcap`).
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::cli::{OutputArgs, WriteArgs};
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
-use crate::output::{to_json, to_text, Format};
-use crate::record::{Body, Decoder, Item};
+use crate::logfile::{self, LogWriter};
+use crate::output::{text_header, to_csv_row, to_json, to_text, Format, CSV_COLUMNS};
+use crate::pcap_out::PcapOut;
+use crate::record::{Body, Decoder, Item, Record};
+use crate::select::Selection;
 
 /// Reads per call: large enough for many records at once.
 const READ_SIZE: usize = 256 * 1024;
 
-/// Prints records as they are decoded and keeps the totals `follow` reports.
-pub struct Printer<'a> {
-    format: Format,
-    out: &'a mut dyn Write,
+enum Printer<'a> {
+    Text {
+        out: &'a mut dyn Write,
+        header: bool,
+    },
+    Json(&'a mut dyn Write),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
+    Quiet,
+}
+
+pub struct Pipeline<'a> {
+    printer: Printer<'a>,
+    select: Selection,
+    raw: Option<LogWriter>,
+    pcap: Option<PcapOut>,
     pub records: u64,
     pub lost: u64,
 }
 
-impl<'a> Printer<'a> {
-    pub fn new(format: Format, out: &'a mut dyn Write) -> Self {
-        Printer {
-            format,
-            out,
+fn write_err(e: io::Error) -> Error {
+    Error::io("writing records", e)
+}
+
+impl<'a> Pipeline<'a> {
+    pub fn new(
+        o: &OutputArgs,
+        w: Option<&WriteArgs>,
+        quiet: bool,
+        out: &'a mut dyn Write,
+    ) -> Result<Self> {
+        let format = if o.json { Format::Json } else { o.format };
+        let printer = match (quiet, format) {
+            (true, _) => Printer::Quiet,
+            (false, Format::Text) => Printer::Text {
+                out,
+                header: !o.no_header,
+            },
+            (false, Format::Json) => Printer::Json(out),
+            (false, Format::Csv) => {
+                let mut c = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(out);
+                if !o.no_header {
+                    c.write_record(CSV_COLUMNS)
+                        .map_err(|e| write_err(e.into()))?;
+                }
+                Printer::Csv(Box::new(c))
+            }
+        };
+        let raw = match w.and_then(|w| w.write.as_ref().map(|f| (f, w))) {
+            Some((f, w)) => Some(LogWriter::create(Path::new(f), w.rotate, w.keep)?),
+            None => None,
+        };
+        let pcap = o.pcap.as_deref().map(PcapOut::create).transpose()?;
+        Ok(Pipeline {
+            printer,
+            select: Selection::new(&o.types, &o.criteria).map_err(Error::BadInput)?,
+            raw,
+            pcap,
             records: 0,
             lost: 0,
-        }
+        })
     }
 
-    /// Prints every record in `buf`; returns the highest sequence number seen.
+    /// Takes whole records as read from the device; returns the highest sequence number seen.
     pub fn feed(&mut self, buf: &[u8]) -> Result<Option<u64>> {
+        if let Some(w) = self.raw.as_mut() {
+            w.write(buf)?;
+        }
         let mut dec = Decoder::new(buf);
         let mut last = None;
         while let Some(item) = dec.next_item() {
             match item {
                 Item::Record(r) => {
-                    self.records += 1;
-                    if let Body::Lost(l) = &r.body {
-                        self.lost += l.count;
-                    }
                     last = Some(r.header.seq);
-                    let line = match self.format {
-                        Format::Text => to_text(&r),
-                        Format::Json => to_json(&r).to_string(),
-                    };
-                    writeln!(self.out, "{line}").map_err(|e| Error::io("writing records", e))?;
+                    self.record(&r)?;
                 }
                 Item::Damaged { offset, len } => {
                     eprintln!("tcplog: skipped {len} damaged bytes at offset {offset}");
                 }
             }
         }
-        if dec.offset() < buf.len() {
-            eprintln!(
-                "tcplog: {} bytes of a truncated record at the end of a read",
-                buf.len() - dec.offset()
-            );
-        }
-        self.out
-            .flush()
-            .map_err(|e| Error::io("writing records", e))?;
+        self.flush()?;
         Ok(last)
+    }
+
+    /// Shows one record, if the selection keeps it.
+    pub fn record(&mut self, r: &Record) -> Result<()> {
+        self.records += 1;
+        if let Body::Lost(l) = &r.body {
+            self.lost += l.count;
+        }
+        if !self.select.passes(r) {
+            return Ok(());
+        }
+        match &mut self.printer {
+            Printer::Text { out, header } => {
+                if std::mem::take(header) {
+                    writeln!(out, "{}", text_header()).map_err(write_err)?;
+                }
+                writeln!(out, "{}", to_text(r)).map_err(write_err)?;
+            }
+            Printer::Json(out) => writeln!(out, "{}", to_json(r)).map_err(write_err)?,
+            Printer::Csv(c) => c
+                .write_record(to_csv_row(r))
+                .map_err(|e| write_err(e.into()))?,
+            Printer::Quiet => {}
+        }
+        if let (Some(p), Body::Packet(b, d)) = (self.pcap.as_mut(), &r.body) {
+            p.write(b, d, r.header.time_ns)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match &mut self.printer {
+            Printer::Text { out, .. } | Printer::Json(out) => out.flush().map_err(write_err),
+            Printer::Csv(c) => c.flush().map_err(write_err),
+            Printer::Quiet => Ok(()),
+        }
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        if let Some(p) = self.pcap.take() {
+            let (n, skipped) = (p.packets, p.skipped);
+            p.finish()?;
+            if skipped > 0 {
+                eprintln!("tcplog: {skipped} packet records had no IP header and are not in the pcap file");
+            }
+            let _ = n;
+        }
+        Ok(())
     }
 }
 
 /// Prints what is buffered now, then exits.
-pub fn dump(path: &str, format: Format, out: &mut dyn Write) -> Result<()> {
+pub fn dump(path: &str, o: &OutputArgs, w: &WriteArgs, out: &mut dyn Write) -> Result<()> {
     let mut dev = Device::open_checked(path, Access::ReadOnly)?;
     // Stop at what was produced when we started, however fast records keep coming.
     let end = dev.status()?.records_produced;
-    let mut printer = Printer::new(format, out);
+    let mut p = Pipeline::new(o, Some(w), false, out)?;
     let mut buf = vec![0u8; READ_SIZE];
     loop {
         let n = dev.read_records(&mut buf)?;
         if n == 0 {
             break;
         }
-        match printer.feed(&buf[..n])? {
+        match p.feed(&buf[..n])? {
             Some(seq) if seq + 1 >= end => break,
             _ => {}
         }
     }
-    Ok(())
+    p.finish()
 }
 
-/// Prints records as they arrive until interrupted (SIGINT or SIGTERM), then the totals.
-pub fn follow(path: &str, format: Format, new_only: bool, out: &mut dyn Write) -> Result<()> {
+/// Prints (and writes) records as they arrive until interrupted (SIGINT or SIGTERM), then the
+/// totals: TCPLogger's loop that displays and writes.
+pub fn follow(
+    path: &str,
+    o: &OutputArgs,
+    w: &WriteArgs,
+    new_only: bool,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
     let mut dev = Device::open_checked(path, Access::ReadOnly)?;
     if new_only {
         dev.seek_end()?;
@@ -98,7 +197,7 @@ pub fn follow(path: &str, format: Format, new_only: bool, out: &mut dyn Write) -
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| Error::io("installing a signal handler", e))?;
     }
-    let mut printer = Printer::new(format, out);
+    let mut p = Pipeline::new(o, Some(w), quiet, out)?;
     let mut buf = vec![0u8; READ_SIZE];
     while !stop.load(Ordering::Relaxed) {
         let mut pfd = libc::pollfd {
@@ -115,20 +214,80 @@ pub fn follow(path: &str, format: Format, new_only: bool, out: &mut dyn Write) -
             }
             return Err(Error::io("poll", e));
         }
-        if rc == 0 {
-            continue;
-        }
         loop {
             let n = dev.read_records(&mut buf)?;
             if n == 0 {
                 break;
             }
-            printer.feed(&buf[..n])?;
+            p.feed(&buf[..n])?;
         }
     }
-    eprintln!(
-        "tcplog: {} records, lost {} records in total",
-        printer.records, printer.lost
-    );
+    let (records, lost) = (p.records, p.lost);
+    p.finish()?;
+    eprintln!("tcplog: {records} records, lost {lost} records in total");
+    Ok(())
+}
+
+/// Replays saved log files with the same formats and selection.
+pub fn read(files: &[String], o: &OutputArgs, out: &mut dyn Write) -> Result<()> {
+    let mut p = Pipeline::new(o, None, false, out)?;
+    let mut damaged = Vec::new();
+    for f in files {
+        let (_, records, damage) = logfile::read(f)?;
+        for r in &records {
+            p.record(r)?;
+        }
+        for line in damage.describe(f) {
+            eprintln!("tcplog: {line}");
+        }
+        if !damage.is_clean() {
+            damaged.push(f.clone());
+        }
+    }
+    p.finish()?;
+    if !damaged.is_empty() {
+        return Err(Error::Damaged(format!(
+            "{} damaged; every record that could be read was shown",
+            damaged.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Writes netrecord transcripts of the TCP connections in a log file: ROOT1, ROOT2, ...
+pub fn transcript(file: &str, root: &str, out: &mut dyn Write) -> Result<()> {
+    let (info, records, damage) = logfile::read(file)?;
+    for line in damage.describe(file) {
+        eprintln!("tcplog: {line}");
+    }
+    let start = records
+        .first()
+        .map_or(info.created_ns, |r| r.header.time_ns);
+    let all = crate::transcript::build(&records, start);
+    if all.is_empty() {
+        writeln!(
+            out,
+            "no TCP payload in {file}: log it with a rule like 'log body proto tcp'"
+        )
+        .map_err(write_err)?;
+    }
+    for (i, (text, rep)) in all.iter().enumerate() {
+        let name = format!("{root}{}", i + 1);
+        std::fs::write(&name, text).map_err(|e| Error::io(format!("writing {name}"), e))?;
+        let mut line = format!(
+            "{name}: client {} -> server {}: client sent {} bytes, server sent {}",
+            rep.client, rep.server, rep.client_bytes, rep.server_bytes
+        );
+        if rep.client_missing + rep.server_missing > 0 {
+            line.push_str(&format!(
+                "; missing from the log: {} bytes of the client's, {} of the server's (cut at the snap length or not logged)",
+                rep.client_missing, rep.server_missing
+            ));
+        }
+        if rep.client_guessed {
+            line.push_str("; no SYN was logged: the client is a guess");
+        }
+        writeln!(out, "{line}").map_err(write_err)?;
+    }
     Ok(())
 }

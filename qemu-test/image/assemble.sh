@@ -55,8 +55,9 @@ depmod -b "$stage" "$KVER"
 
 install -m 0755 /src/qemu-test/image/init init
 install -m 0755 /src/qemu-test/image/demo.sh usr/share/tcplog/demo.sh
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >etc/passwd
-printf 'root:x:0:\nnogroup:x:65534:\n' >etc/group
+# tcpdump drops to its own user, even to read a file.
+printf 'root:x:0:0:root:/root:/bin/sh\ntcpdump:x:100:100::/nonexistent:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >etc/passwd
+printf 'root:x:0:\ntcpdump:x:100:\nnogroup:x:65534:\n' >etc/group
 echo tcplog-vm >etc/hostname
 
 find . | sort | cpio -o -H newc --quiet | gzip -1 >"$OUT/initramfs.cpio.gz"

@@ -42,6 +42,7 @@ fn main() {
     t_tool::all(&mut h);
     t_socket::all(&mut h);
     t_packet::all(&mut h);
+    t_tool::files(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

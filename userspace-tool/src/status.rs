@@ -53,6 +53,15 @@ pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
             "records_dropped": s.records_dropped,
             "oldest_seq": s.oldest_seq,
             "readers": s.readers,
+            "conn_table_size": s.conn_table_size,
+            "conns_tracked": s.conns_tracked,
+            "conns_untracked": s.conns_untracked,
+            "flow_table_size": s.flow_table_size,
+            "flows_tracked": s.flows_tracked,
+            "flows_untracked": s.flows_untracked,
+            "probes_missed": s.probes_missed,
+            "records_filtered": s.records_filtered,
+            "packets_repeated": s.packets_repeated,
             "produced_by_type": types,
         });
         writeln!(out, "{v}")
@@ -92,6 +101,23 @@ pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
         );
         row("dropped", s.records_dropped.to_string());
         row("readers", s.readers.to_string());
+        row(
+            "connections",
+            format!(
+                "{} tracked of {} (untracked for want of room: {})",
+                s.conns_tracked, s.conn_table_size, s.conns_untracked
+            ),
+        );
+        row(
+            "flows",
+            format!(
+                "{} counted of {} (packets left uncounted: {})",
+                s.flows_tracked, s.flow_table_size, s.flows_untracked
+            ),
+        );
+        row("probes missed", s.probes_missed.to_string());
+        row("filtered out", s.records_filtered.to_string());
+        row("packet repeats", s.packets_repeated.to_string());
         for (ty, n) in &by_type {
             row(&format!("  {ty}"), n.to_string());
         }

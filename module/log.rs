@@ -164,23 +164,9 @@ impl Log {
         false
     }
 
-    /// Writes an event record if the mask and the filter let it through. `has_endpoints` says
-    /// whether the event carries addresses and ports (a create event does not).
-    pub(crate) fn event(&self, e: &EventBody, has_endpoints: bool) {
-        let s = Subject {
-            family: e.family,
-            protocol: e.protocol,
-            has_endpoints,
-            lport: e.lport,
-            rport: e.rport,
-            laddr: &e.laddr,
-            raddr: &e.raddr,
-            uid: e.uid,
-            pid: e.pid,
-            netns: e.netns,
-            comm: &e.comm,
-        };
-        if self.wants(e.op) && self.passes(&s) {
+    /// Writes an event record if the mask and the filter let it through.
+    pub(crate) fn event(&self, e: &EventBody) {
+        if self.wants(e.op) && self.passes(&e.subject()) {
             self.emit(abi::rtype::EVENT, &[e.as_bytes()]);
         }
     }
@@ -188,20 +174,7 @@ impl Log {
     /// Writes a summary record if summaries are on and the filter lets it through.
     pub(crate) fn summary(&self, b: &SummaryBody) {
         let on = self.enabled() && self.options.load(Relaxed) & abi::OPT_SUMMARIES != 0;
-        let s = Subject {
-            family: b.family,
-            protocol: abi::IPPROTO_TCP,
-            has_endpoints: true,
-            lport: b.lport,
-            rport: b.rport,
-            laddr: &b.laddr,
-            raddr: &b.raddr,
-            uid: b.uid,
-            pid: b.pid,
-            netns: b.netns,
-            comm: &b.comm,
-        };
-        if on && self.passes(&s) {
+        if on && self.passes(&b.subject()) {
             self.emit(abi::rtype::SUMMARY, &[b.as_bytes()]);
         }
     }
@@ -253,6 +226,11 @@ impl Log {
             who,
         );
         Ok(())
+    }
+
+    /// Runs `f` on a tracked connection, if the connection is tracked; returns what `f` did.
+    pub(crate) fn update_conn<R>(&self, key: usize, f: impl FnOnce(&mut Conn) -> R) -> Option<R> {
+        self.conns.lock().get_mut(key).map(f)
     }
 
     /// Runs `f` on the connection table.

@@ -158,15 +158,7 @@ fn errno_of(ret: i32) -> i32 {
 }
 
 /// Writes an event about socket `info`.
-fn event(
-    log: &Log,
-    op: u16,
-    info: &SockInfo,
-    result: i32,
-    flags: u16,
-    who: (Identity, u16),
-    endpoints: bool,
-) {
+fn event(log: &Log, op: u16, info: &SockInfo, result: i32, flags: u16, who: (Identity, u16)) {
     let (id, who_flags) = who;
     let e = EventBody {
         sock_id: info.sock_id,
@@ -186,7 +178,7 @@ fn event(
         raddr: info.raddr,
         comm: id.comm,
     };
-    log.event(&e, endpoints);
+    log.event(&e);
 }
 
 fn now_boot() -> u64 {
@@ -227,15 +219,7 @@ unsafe extern "C" fn create_entry(_ri: *mut kretprobe_instance, regs: *mut pt_re
             return 1;
         };
         if log.wants(op) {
-            event(
-                log,
-                op,
-                &sockinfo::read(sk),
-                0,
-                0,
-                (Identity::current(), 0),
-                false,
-            );
+            event(log, op, &sockinfo::read(sk), 0, 0, (Identity::current(), 0));
         }
     }
     1
@@ -278,7 +262,7 @@ unsafe extern "C" fn bind_ret(ri: *mut kretprobe_instance, regs: *mut pt_regs) -
             info.lport = c.req.port;
             info.laddr = c.req.addr;
         }
-        event(log, op, &info, result, 0, (Identity::current(), 0), true);
+        event(log, op, &info, result, 0, (Identity::current(), 0));
     }
     0
 }
@@ -315,7 +299,6 @@ unsafe extern "C" fn listen_ret(ri: *mut kretprobe_instance, regs: *mut pt_regs)
             result,
             0,
             (Identity::current(), 0),
-            true,
         );
     }
     0
@@ -349,20 +332,8 @@ unsafe extern "C" fn accept_ret(ri: *mut kretprobe_instance, regs: *mut pt_regs)
             return 0;
         }
         let who = Identity::current();
-        log.with_conns(|t| {
-            if let Some(c) = t.get_mut(sk as usize) {
-                c.owner = Some(who);
-            }
-        });
-        event(
-            log,
-            op::TCP_ACCEPT,
-            &sockinfo::read(sk),
-            0,
-            0,
-            (who, 0),
-            true,
-        );
+        log.update_conn(sk as usize, |c| c.owner = Some(who));
+        event(log, op::TCP_ACCEPT, &sockinfo::read(sk), 0, 0, (who, 0));
     }
     0
 }
@@ -405,7 +376,7 @@ unsafe extern "C" fn connect_ret(ri: *mut kretprobe_instance, regs: *mut pt_regs
         let mut info = sockinfo::read(sk);
         let who = (Identity::current(), 0);
         if op == op::UDP_CONNECT && c.was_unbound && info.lport != 0 {
-            event(log, op::UDP_BIND, &info, 0, abi::EVF_IMPLICIT, who, true);
+            event(log, op::UDP_BIND, &info, 0, abi::EVF_IMPLICIT, who);
         }
         let in_progress = r == -(kernel::bindings::EINPROGRESS as i32);
         // The outcome of a non-blocking connect is reported when the connection closes, if it
@@ -424,13 +395,13 @@ unsafe extern "C" fn connect_ret(ri: *mut kretprobe_instance, regs: *mut pt_regs
             info.rport = c.req.port;
             info.raddr = c.req.addr;
         }
-        event(log, op, &info, errno_of(r), 0, who, true);
+        event(log, op, &info, errno_of(r), 0, who);
         if failed_already {
             let err = match sockinfo::error(sk) {
                 0 => kernel::bindings::ECONNREFUSED as i32,
                 e => e,
             };
-            event(log, op, &info, err, abi::EVF_ASYNC, who, true);
+            event(log, op, &info, err, abi::EVF_ASYNC, who);
         }
     }
     0
@@ -446,15 +417,7 @@ unsafe extern "C" fn release_entry(_ri: *mut kretprobe_instance, regs: *mut pt_r
             return 1;
         };
         if log.wants(op) {
-            event(
-                log,
-                op,
-                &sockinfo::read(sk),
-                0,
-                0,
-                (Identity::current(), 0),
-                true,
-            );
+            event(log, op, &sockinfo::read(sk), 0, 0, (Identity::current(), 0));
         }
     }
     1
@@ -496,7 +459,6 @@ unsafe extern "C" fn send_ret(ri: *mut kretprobe_instance, regs: *mut pt_regs) -
                 0,
                 abi::EVF_IMPLICIT,
                 (Identity::current(), 0),
-                true,
             );
         }
     }
@@ -643,15 +605,7 @@ unsafe fn at_close(log: &Log, sk: *const sock, old: c_int) {
                 kernel::bindings::ECONNREFUSED as i32
             };
             let who = current_or_owner(None);
-            event(
-                log,
-                op::TCP_CONNECT,
-                &closed.info,
-                err,
-                abi::EVF_ASYNC,
-                who,
-                true,
-            );
+            event(log, op::TCP_CONNECT, &closed.info, err, abi::EVF_ASYNC, who);
         }
         AtClose::Deferred | AtClose::Nothing => {}
     }
@@ -698,11 +652,9 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
                     },
                 );
             }
-            (TCP_SYN_SENT, TCP_ESTABLISHED) => log.with_conns(|t| {
-                if let Some(c) = t.get_mut(key) {
-                    c.established = true;
-                }
-            }),
+            (TCP_SYN_SENT, TCP_ESTABLISHED) => {
+                log.update_conn(key, |c| c.established = true);
+            }
             (TCP_SYN_RECV, TCP_ESTABLISHED) => {
                 log.track(
                     key,
@@ -731,7 +683,6 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
                 0,
                 0,
                 current_or_owner(owner),
-                true,
             );
         }
         if new == TCP_CLOSE {
@@ -777,22 +728,14 @@ unsafe extern "C" fn on_send_reset(
     _reason: c_int,
 ) {
     if let Some(log) = log() {
-        log.with_conns(|t| {
-            if let Some(c) = t.get_mut(sk as usize) {
-                c.rst_sent = true;
-            }
-        });
+        log.update_conn(sk as usize, |c| c.rst_sent = true);
     }
 }
 
 /// `tcp:tcp_receive_reset(sk)`.
 unsafe extern "C" fn on_receive_reset(_data: *mut c_void, sk: *const sock) {
     if let Some(log) = log() {
-        log.with_conns(|t| {
-            if let Some(c) = t.get_mut(sk as usize) {
-                c.rst_received = true;
-            }
-        });
+        log.update_conn(sk as usize, |c| c.rst_received = true);
     }
 }
 

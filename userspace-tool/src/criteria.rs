@@ -39,35 +39,31 @@ fn too_many(what: &str, max: usize) -> String {
     format!("at most {max} --{what} criteria")
 }
 
-fn parse_port(s: &str) -> Result<PortRange, String> {
+/// Parses `PORT` or `LO-HI`; the error says why, without naming the option.
+pub fn parse_port_range(s: &str) -> Result<PortRange, String> {
     let num = |p: &str| {
         p.trim()
             .parse::<u16>()
             .ok()
             .filter(|&n| n > 0)
-            .ok_or_else(|| format!("--port {s}: '{p}' is not a port (1 to 65535)"))
+            .ok_or_else(|| format!("'{p}' is not a port (1 to 65535)"))
     };
     let (lo, hi) = match s.split_once('-') {
         Some((a, b)) => (num(a)?, num(b)?),
-        None => {
-            let p = num(s)?;
-            (p, p)
-        }
+        None => (num(s)?, num(s)?),
     };
     if lo > hi {
-        return Err(format!("--port {s}: the range is reversed"));
+        return Err("the range is reversed".into());
     }
     Ok(PortRange { lo, hi })
 }
 
-fn parse_addr(s: &str) -> Result<AddrPrefix, String> {
-    let (a, len) = match s.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (s, None),
-    };
+/// Parses `ADDR` or `ADDR/LEN`, IPv4 or IPv6; the error says why, without naming the option.
+pub fn parse_prefix(s: &str) -> Result<AddrPrefix, String> {
+    let (a, len) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
     let ip: IpAddr = a
         .parse()
-        .map_err(|_| format!("--addr {s}: '{a}' is not an IP address"))?;
+        .map_err(|_| format!("'{a}' is not an IP address"))?;
     let (family, max, bytes) = match ip {
         IpAddr::V4(v) => {
             let mut b = [0u8; 16];
@@ -82,7 +78,7 @@ fn parse_addr(s: &str) -> Result<AddrPrefix, String> {
             .parse::<u8>()
             .ok()
             .filter(|&n| n <= max)
-            .ok_or_else(|| format!("--addr {s}: the prefix length must be 0 to {max}"))?,
+            .ok_or_else(|| format!("the prefix length must be 0 to {max}"))?,
     };
     let p = AddrPrefix {
         family,
@@ -91,7 +87,7 @@ fn parse_addr(s: &str) -> Result<AddrPrefix, String> {
         addr: bytes,
     };
     if !p.is_valid() {
-        return Err(format!("--addr {s}: bits are set past the prefix length"));
+        return Err("bits are set past the prefix length".into());
     }
     Ok(p)
 }
@@ -114,11 +110,11 @@ impl CriteriaArgs {
         check(self.comms.len(), abi::MAX_FILTER_COMMS, "comm")?;
         check(self.netns.len(), abi::MAX_FILTER_NETNS, "netns")?;
         for (i, p) in self.ports.iter().enumerate() {
-            f.ports[i] = parse_port(p)?;
+            f.ports[i] = parse_port_range(p).map_err(|e| format!("--port {p}: {e}"))?;
         }
         f.n_ports = self.ports.len() as u32;
         for (i, a) in self.addrs.iter().enumerate() {
-            f.addrs[i] = parse_addr(a)?;
+            f.addrs[i] = parse_prefix(a).map_err(|e| format!("--addr {a}: {e}"))?;
         }
         f.n_addrs = self.addrs.len() as u32;
         f.uids[..self.uids.len()].copy_from_slice(&self.uids);

@@ -12,9 +12,9 @@
 //! packets with SYN set and ACK clear; `flags SYN` is `flags SYN/SYN`. `limit N` writes a LIMIT
 //! record when one source has more than N connections open that the rule matches.
 
-use std::net::IpAddr;
-
 use tcplog_ctl::{self as abi, action, direction, tcp_flag, AddrPrefix, PortRange, Rule};
+
+use crate::criteria::{parse_port_range, parse_prefix};
 
 use crate::record::ip;
 
@@ -51,56 +51,6 @@ fn parse_flags(s: &str) -> Result<u8, String> {
         v |= bit;
     }
     Ok(v)
-}
-
-fn parse_ports(s: &str) -> Result<PortRange, String> {
-    let num = |p: &str| {
-        p.parse::<u16>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("'{p}' is not a port (1 to 65535)"))
-    };
-    let (lo, hi) = match s.split_once('-') {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => (num(s)?, num(s)?),
-    };
-    if lo > hi {
-        return Err(format!("the port range {s} is reversed"));
-    }
-    Ok(PortRange { lo, hi })
-}
-
-fn parse_prefix(s: &str) -> Result<AddrPrefix, String> {
-    let (a, len) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
-    let addr: IpAddr = a
-        .parse()
-        .map_err(|_| format!("'{a}' is not an IP address"))?;
-    let (family, max, bytes) = match addr {
-        IpAddr::V4(v) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&v.octets());
-            (abi::AF_INET, 32u8, b)
-        }
-        IpAddr::V6(v) => (abi::AF_INET6, 128u8, v.octets()),
-    };
-    let prefix_len = match len {
-        None => max,
-        Some(l) => l
-            .parse::<u8>()
-            .ok()
-            .filter(|&n| n <= max)
-            .ok_or_else(|| format!("the prefix length in {s} must be 0 to {max}"))?,
-    };
-    let p = AddrPrefix {
-        family,
-        prefix_len,
-        _pad: 0,
-        addr: bytes,
-    };
-    if !p.is_valid() {
-        return Err(format!("{s} has bits set past the prefix length"));
-    }
-    Ok(p)
 }
 
 /// Parses one rule.
@@ -151,8 +101,8 @@ pub fn parse_rule(line: &str) -> Result<Rule, String> {
             }
             "from" => r.src = parse_prefix(val).map_err(what)?,
             "to" => r.dst = parse_prefix(val).map_err(what)?,
-            "sport" => r.sport = parse_ports(val).map_err(what)?,
-            "dport" => r.dport = parse_ports(val).map_err(what)?,
+            "sport" => r.sport = parse_port_range(val).map_err(what)?,
+            "dport" => r.dport = parse_port_range(val).map_err(what)?,
             "iface" => {
                 if val.is_empty() || val.len() >= 16 {
                     return Err(what("an interface name is 1 to 15 bytes".into()));
@@ -328,7 +278,7 @@ mod tests {
             ("count proto udp flags SYN", "flags need 'proto tcp'"),
             ("count proto tcp flags SYN,FIN/SYN", "not all in the mask"),
             ("count proto tcp flags SYNACK", "'SYNACK' is not a TCP flag"),
-            ("count from 10.1.2.3/8", "bits set past the prefix"),
+            ("count from 10.1.2.3/8", "bits are set past the prefix"),
             ("count from 10.0.0.0/8 to ::1", "different address families"),
             ("count proto udp limit 3", "needs 'proto tcp'"),
             ("count proto", "'proto' needs a value"),

@@ -2,7 +2,7 @@
 //! module's filter takes (`--port`, `--addr`, `--pid`, ...), applied here to what is read.
 //! LOST records are always shown.
 
-use tcplog_ctl::{self as abi, rtype, Filter, Subject};
+use tcplog_ctl::{rtype, Filter, Subject};
 
 use crate::criteria::CriteriaArgs;
 use crate::record::{Body, Record};
@@ -53,32 +53,8 @@ impl Selection {
         }
         let none = [0u8; 16];
         let s = match &r.body {
-            Body::Event(e) => Subject {
-                family: e.family,
-                protocol: e.protocol,
-                has_endpoints: e.op != abi::op::TCP_CREATE && e.op != abi::op::UDP_CREATE,
-                lport: e.lport,
-                rport: e.rport,
-                laddr: &e.laddr,
-                raddr: &e.raddr,
-                uid: e.uid,
-                pid: e.pid,
-                netns: e.netns,
-                comm: &e.comm,
-            },
-            Body::Summary(b) => Subject {
-                family: b.family,
-                protocol: abi::IPPROTO_TCP,
-                has_endpoints: true,
-                lport: b.lport,
-                rport: b.rport,
-                laddr: &b.laddr,
-                raddr: &b.raddr,
-                uid: b.uid,
-                pid: b.pid,
-                netns: b.netns,
-                comm: &b.comm,
-            },
+            Body::Event(e) => e.subject(),
+            Body::Summary(b) => b.subject(),
             Body::Packet(p, d) => {
                 let v = crate::output::packet_view(p, d);
                 let addr = |a: Option<std::net::IpAddr>| match a {

@@ -11,7 +11,9 @@
 use core::mem::{offset_of, size_of};
 
 use super::pod::Pod;
-use super::record::{AF_INET, AF_INET6, COMM_LEN, IPPROTO_TCP, IPPROTO_UDP};
+use super::record::{
+    op, EventBody, SummaryBody, AF_INET, AF_INET6, COMM_LEN, IPPROTO_TCP, IPPROTO_UDP,
+};
 
 /// Most entries of each kind.
 pub const MAX_FILTER_PORTS: usize = 8;
@@ -113,6 +115,44 @@ pub struct Subject<'a> {
     pub pid: u32,
     pub netns: u32,
     pub comm: &'a [u8; COMM_LEN],
+}
+
+impl EventBody {
+    /// What the filter looks at in this event. Create events have no endpoints yet.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            family: self.family,
+            protocol: self.protocol,
+            has_endpoints: self.op != op::TCP_CREATE && self.op != op::UDP_CREATE,
+            lport: self.lport,
+            rport: self.rport,
+            laddr: &self.laddr,
+            raddr: &self.raddr,
+            uid: self.uid,
+            pid: self.pid,
+            netns: self.netns,
+            comm: &self.comm,
+        }
+    }
+}
+
+impl SummaryBody {
+    /// What the filter looks at in this summary.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            family: self.family,
+            protocol: IPPROTO_TCP,
+            has_endpoints: true,
+            lport: self.lport,
+            rport: self.rport,
+            laddr: &self.laddr,
+            raddr: &self.raddr,
+            uid: self.uid,
+            pid: self.pid,
+            netns: self.netns,
+            comm: &self.comm,
+        }
+    }
 }
 
 const ZERO_ADDR: [u8; 16] = [0; 16];

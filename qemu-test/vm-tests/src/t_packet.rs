@@ -681,7 +681,7 @@ fn invalid_rules() -> TestResult {
             "count proto tcp dport http",
             "rule 1 (count proto tcp dport http): dport http: 'http' is not a port",
         ),
-        ("log from 10.1.2.3/8", "bits set past the prefix length"),
+        ("log from 10.1.2.3/8", "bits are set past the prefix length"),
         ("drop everything", "starts with count, log or log body"),
     ] {
         let out = sys::run(sys::TOOL, &["rules", "set", rule])?;

@@ -37,5 +37,6 @@ check:
 	./scripts/check.sh
 
 clean:
-	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order module/*.o module/.*.cmd
+	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order module/*.o module/.*.cmd \
+		module/bindings_generated.rs
 	rm -rf target qemu-test/out

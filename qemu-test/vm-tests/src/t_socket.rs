@@ -70,6 +70,10 @@ pub fn all(h: &mut Harness) {
         crit_invalid,
     );
     h.run(
+        "socket: a reset is rst_sent on one side and rst_received on the other",
+        reset_ends,
+    );
+    h.run(
         "socket: a connection opened before enable gets a partial summary",
         partial_summary,
     );
@@ -898,6 +902,34 @@ fn crit_invalid() -> TestResult {
     d.ioctl(abi::TCPLOG_IOC_GET_FILTER, &mut after)
         .map_err(sys::errno_name)?;
     ensure_eq!(after, before, "a refused filter changed the filter");
+    Ok(())
+}
+
+fn reset_ends() -> TestResult {
+    let d = fresh()?;
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = l.local_addr().unwrap().port();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let (s, _) = l.accept().map_err(|e| e.to_string())?;
+    c.write_all(b"never read").map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(100));
+    // Closing with unread data makes the kernel reset the connection (RFC 2525).
+    drop(s);
+    std::thread::sleep(Duration::from_millis(100));
+    drop(c);
+    let sums = summaries(&collect(&d, nsum(2))?);
+    ensure_eq!(sums.len(), 2);
+    let sv = sums
+        .iter()
+        .find(|s| s.lport == port)
+        .ok_or("no server summary")?;
+    let cl = sums
+        .iter()
+        .find(|s| s.rport == port)
+        .ok_or("no client summary")?;
+    ensure_eq!(sv.close, close::RST_SENT, "the side that reset");
+    ensure_eq!(cl.close, close::RST_RECEIVED, "the side that was reset");
+    ensure_eq!((cl.bytes_sent, sv.bytes_received), (10, 10));
     Ok(())
 }
 

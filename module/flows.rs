@@ -6,7 +6,8 @@
 //! Flows are keyed by their endpoints as this host sees them (namespace, local and remote
 //! address and port), so both ends of a loopback connection are separate flows, as they are
 //! separate connections. A SYN starts a flow afresh, so counts never leak from an earlier
-//! connection on the same ports; only flows that saw their SYN are complete. The table is
+//! connection on the same ports; only flows that saw their SYN are complete. The table (keyed
+//! hash, so that remote peers cannot flood a chain) is
 //! preallocated and bounded: when it is full, the stalest flow idle for a while is reused (flows
 //! outlive their connection by at most a final ACK or a stray reset), else the packet goes
 //! uncounted and is counted as such. Not synchronised itself: `Log` keeps it under a spinlock.
@@ -14,6 +15,7 @@
 use kernel::prelude::*;
 
 use crate::abi;
+use crate::sockinfo::keyed_hash;
 
 /// A flow's endpoints, IPv4-mapped IPv6 addresses folded to IPv4 (a dual-stack socket's
 /// packets are IPv4 packets).
@@ -63,18 +65,15 @@ impl FlowKey {
         }
     }
 
+    /// A keyed hash: remote peers choose the addresses and ports of inbound packets.
     fn hash(&self) -> u64 {
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        let mut mix = |v: u64| {
-            h = (h ^ v).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
-        };
-        mix(u64::from(self.netns) << 32 | u64::from(self.family) << 16 | u64::from(self.lport));
-        mix(u64::from(self.rport));
-        for a in [&self.laddr, &self.raddr] {
-            mix(u64::from_ne_bytes(a[..8].try_into().unwrap_or_default()));
-            mix(u64::from_ne_bytes(a[8..].try_into().unwrap_or_default()));
-        }
-        h
+        let w =
+            |a: &[u8; 16], i: usize| u64::from_ne_bytes(a[i..i + 8].try_into().unwrap_or_default());
+        // Fold the addresses' halves together; the ports, family and namespace go in whole.
+        let a = w(&self.laddr, 0) ^ w(&self.raddr, 8).rotate_left(17);
+        let b = w(&self.laddr, 8) ^ w(&self.raddr, 0).rotate_left(31);
+        let c = u64::from(self.netns) << 32 | u64::from(self.family) << 16 | u64::from(self.lport);
+        keyed_hash([a, b, c, u64::from(self.rport)])
     }
 }
 

@@ -379,12 +379,9 @@ impl PacketState {
         let slot = {
             let mut slots = self.limits.lock();
             let n = slots.len();
-            let h = (meta
-                .saddr
-                .iter()
-                .fold(u64::from(netns) ^ rule as u64, |h, &b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-                })
+            let half =
+                |k: usize| u64::from_ne_bytes(meta.saddr[k..k + 8].try_into().unwrap_or_default());
+            let h = (crate::sockinfo::keyed_hash([half(0), half(8), u64::from(netns), rule as u64])
                 % n as u64) as usize;
             let mut found = None;
             for k in 0..n {

@@ -12,10 +12,10 @@ use kernel::sync::atomic::{ordering::Relaxed, Atomic};
 use crate::abi;
 use crate::bindings::{self, sock};
 
-/// The key of [`sock_id`], drawn at load.
+/// The key of [`sock_id`] and [`keyed_hash`], drawn at load.
 static ID_KEY: [Atomic<u64>; 2] = [Atomic::new(0), Atomic::new(0)];
 
-/// Draws the key of [`sock_id`]. Called once, before any hook runs.
+/// Draws the key of [`sock_id`] and [`keyed_hash`]. Called once, before any hook runs.
 pub(crate) fn init_ids() {
     let mut key = [0u64; 2];
     // SAFETY: `key` is 16 writable bytes.
@@ -40,6 +40,16 @@ macro_rules! rd {
     ($place:expr) => {
         core::ptr::read_volatile(core::ptr::addr_of!($place))
     };
+}
+
+/// A hash of four words that nobody outside can predict (the key is drawn at load), for tables
+/// whose keys remote peers choose: their chains cannot be flooded on purpose.
+pub(crate) fn keyed_hash(w: [u64; 4]) -> u64 {
+    let key = bindings::siphash_key_t {
+        key: [ID_KEY[0].load(Relaxed), ID_KEY[1].load(Relaxed)],
+    };
+    // SAFETY: `key` is a valid key for the call.
+    unsafe { bindings::siphash_4u64(w[0], w[1], w[2], w[3], &key) }
 }
 
 /// A socket's description, as records carry it.

@@ -116,12 +116,14 @@ unsafe fn sk_of(sock: *const socket) -> *mut sock {
 }
 
 /// The TCP or UDP variant of an operation for an inet socket, or `None` for anything else.
+/// The kernel's own sockets (NFS's, say) are left out: events are about what processes do.
 ///
 /// # Safety
 ///
 /// `sk` must be null or point to a live `struct sock`.
 unsafe fn op_for(sk: *const sock, tcp: u16, udp: u16) -> Option<u16> {
-    if sk.is_null() {
+    // SAFETY: By the function's requirement `sk` is live when not null.
+    if sk.is_null() || unsafe { sockinfo::is_kernel(sk) } {
         return None;
     }
     // SAFETY: By the function's requirement `sk` is live.
@@ -632,7 +634,8 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
     let Some(log) = log() else { return };
     // SAFETY: The tracepoint passes a live socket that the caller holds, locked.
     unsafe {
-        if op_for(sk, op::TCP_CONNECT, 0) != Some(op::TCP_CONNECT) {
+        // Every TCP connection, the kernel's own too: a summary is about the connection.
+        if sockinfo::family_protocol(sk).1 != abi::IPPROTO_TCP {
             return;
         }
         let key = sk as usize;
@@ -673,6 +676,7 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
         if old == TCP_ESTABLISHED
             && (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT || new == TCP_CLOSE)
             && log.wants(op::TCP_DISCONNECT)
+            && !sockinfo::is_kernel(sk)
         {
             let owner = log.with_conns(|t| t.get_mut(key).and_then(|c| c.owner));
             let info = sockinfo::read(sk);

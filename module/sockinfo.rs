@@ -120,6 +120,17 @@ pub(crate) unsafe fn error(sk: *const sock) -> i32 {
     unsafe { rd!((*sk).sk_err) }
 }
 
+/// Whether a socket is one of the kernel's own (`sk_kern_sock`), not any process's.
+///
+/// # Safety
+///
+/// `sk` must point to a live `struct sock`.
+pub(crate) unsafe fn is_kernel(sk: *const sock) -> bool {
+    // SAFETY: By the function's requirement `sk` is live; the bit is set at creation and never
+    // changes, and the raw accessor reads it without making a reference to the whole struct.
+    unsafe { sock::sk_kern_sock_raw(sk) != 0 }
+}
+
 /// The local port (`inet_num`), 0 while unbound.
 ///
 /// # Safety

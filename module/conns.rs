@@ -41,6 +41,10 @@ pub(crate) struct Conn {
     /// `abi::open::*`.
     pub(crate) open: u8,
     pub(crate) established: bool,
+    /// `TcpStats::seq_sent` when the connection was established: what the handshake took.
+    pub(crate) sent_base: Option<u64>,
+    /// This side queued its FIN (it went through FIN_WAIT1 or LAST_ACK).
+    pub(crate) fin_queued: bool,
     /// A non-blocking connect returned EINPROGRESS: its outcome is reported later.
     pub(crate) async_connect: bool,
     pub(crate) rst_sent: bool,

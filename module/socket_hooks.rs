@@ -474,6 +474,7 @@ const TCP_SYN_RECV: c_int = bindings::TCP_SYN_RECV as c_int;
 const TCP_FIN_WAIT1: c_int = bindings::TCP_FIN_WAIT1 as c_int;
 const TCP_CLOSE: c_int = bindings::TCP_CLOSE as c_int;
 const TCP_CLOSE_WAIT: c_int = bindings::TCP_CLOSE_WAIT as c_int;
+const TCP_LAST_ACK: c_int = bindings::TCP_LAST_ACK as c_int;
 
 /// States in which a connection is synchronised: data may have flowed.
 fn was_connected(state: c_int) -> bool {
@@ -521,6 +522,11 @@ fn summary(conn: Option<&Conn>, closed: &Closed) -> SummaryBody {
     };
     match conn {
         Some(c) => {
+            if let Some(base) = c.sent_base {
+                // Sequence numbers sent since the handshake, less our FIN if it went out.
+                let fin = u64::from(c.fin_queued && st.all_sent);
+                b.bytes_sent = st.seq_sent.saturating_sub(base).saturating_sub(fin);
+            }
             b.start_ns = c.start_ns;
             b.duration_ns = closed.end_boot.saturating_sub(c.start_boot);
             b.open = c.open;
@@ -656,7 +662,11 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
                 );
             }
             (TCP_SYN_SENT, TCP_ESTABLISHED) => {
-                log.update_conn(key, |c| c.established = true);
+                let base = sockinfo::tcp_stats(sk).seq_sent;
+                log.update_conn(key, |c| {
+                    c.established = true;
+                    c.sent_base = Some(base);
+                });
             }
             (TCP_SYN_RECV, TCP_ESTABLISHED) => {
                 log.track(
@@ -666,6 +676,7 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
                         start_boot: now_boot(),
                         open: abi::open::PASSIVE,
                         established: true,
+                        sent_base: Some(sockinfo::tcp_stats(sk).seq_sent),
                         ..Conn::default()
                     },
                 );
@@ -688,6 +699,9 @@ unsafe extern "C" fn on_set_state(_data: *mut c_void, sk: *const sock, old: c_in
                 0,
                 current_or_owner(owner),
             );
+        }
+        if new == TCP_FIN_WAIT1 || new == TCP_LAST_ACK {
+            log.update_conn(key, |c| c.fin_queued = true);
         }
         if new == TCP_CLOSE {
             at_close(log, sk, old);

@@ -69,7 +69,15 @@ pub(crate) struct SockInfo {
 /// A TCP connection's counters: data bytes only, each counted once.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct TcpStats {
+    /// Data bytes sent, from the kernel's byte counters: exact unless retransmissions failed
+    /// before they left (those count as sent but not as retransmitted). Used when the
+    /// connection's start was not seen; otherwise `seq_sent` gives the exact figure.
     pub(crate) bytes_sent: u64,
+    /// Sequence numbers sent so far (SYN and FIN included): bytes acknowledged plus bytes in
+    /// flight, 64 bits wide.
+    pub(crate) seq_sent: u64,
+    /// Everything queued has been sent (`snd_nxt == write_seq`): a FIN queued has gone out.
+    pub(crate) all_sent: bool,
     pub(crate) bytes_received: u64,
     pub(crate) segs_in: u32,
     pub(crate) segs_out: u32,
@@ -203,8 +211,11 @@ pub(crate) unsafe fn tcp_stats(sk: *const sock) -> TcpStats {
         // byte; `SOCK_DONE` says a FIN arrived. `bytes_sent` counts retransmitted data again.
         let flags = rd!((*sk).__sk_common.__bindgen_anon_5.skc_flags);
         let fin_received = flags & (1 << bindings::sock_flags_SOCK_DONE) != 0;
+        let (una, nxt) = (rd!((*tp).snd_una), rd!((*tp).snd_nxt));
         TcpStats {
             bytes_sent: rd!((*tp).bytes_sent).saturating_sub(rd!((*tp).bytes_retrans)),
+            seq_sent: rd!((*tp).bytes_acked) + u64::from(nxt.wrapping_sub(una)),
+            all_sent: nxt == rd!((*tp).write_seq),
             bytes_received: rd!((*tp).bytes_received).saturating_sub(u64::from(fin_received)),
             segs_in: rd!((*tp).segs_in),
             segs_out: rd!((*tp).segs_out),

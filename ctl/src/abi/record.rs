@@ -281,8 +281,9 @@ pub struct SummaryBody {
     pub start_ns: u64,
     /// How long it lasted, ns.
     pub duration_ns: u64,
-    /// Bytes of data sent, each byte once however often it was retransmitted
-    /// (tcpi_bytes_sent - tcpi_bytes_retrans).
+    /// Bytes of data sent, each byte once however often it was retransmitted: the sequence
+    /// space sent after the handshake, less the FIN (for a partial summary, where the handshake
+    /// was not seen: tcpi_bytes_sent - tcpi_bytes_retrans).
     pub bytes_sent: u64,
     /// Bytes of data received (tcpi_bytes_received, less the one the kernel counts for the FIN).
     pub bytes_received: u64,

@@ -5,7 +5,7 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use tcplog_ctl::{self as abi, open, PacketBody, Pod};
+use tcplog_ctl::{self as abi, close, open, PacketBody, Pod};
 
 use crate::dev::{Dev, Rec};
 use crate::harness::{Harness, TestResult};
@@ -18,6 +18,10 @@ pub fn all(h: &mut Harness) {
     h.run(
         "packet: IP counters in summaries match the veth link counters exactly",
         counters_exact,
+    );
+    h.run(
+        "socket: a connection whose peer vanishes ends in timeout",
+        peer_vanishes,
     );
     h.run(
         "packet: a packet with IP options is logged with its whole header",
@@ -228,6 +232,75 @@ fn counters_exact() -> TestResult {
     ensure!(
         cl.ip_bytes_out > 100_000 && sv.ip_bytes_out > 54_321,
         "too few bytes"
+    );
+    Ok(())
+}
+
+/// Runs `f` on a thread that lives in network namespace `ns`.
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        // SAFETY: setns on this thread only, with a namespace file it holds open.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err("setns".to_owned());
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| "thread panicked".to_owned())?
+}
+
+fn peer_vanishes() -> TestResult {
+    use std::io::Write;
+    quiet_veth()?;
+    let d = fresh()?;
+    let l = in_ns("tpb", || {
+        std::net::TcpListener::bind("10.97.0.2:0").map_err(|e| e.to_string())
+    })?;
+    let port = l.local_addr().unwrap().port();
+    let c = in_ns("tpa", move || {
+        std::net::TcpStream::connect(("10.97.0.2", port)).map_err(|e| e.to_string())
+    })?;
+    let (s, _) = l.accept().map_err(|e| e.to_string())?;
+    // Give up after one second of unacknowledged data.
+    let ms: libc::c_uint = 1000;
+    // SAFETY: A valid socket and option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            4,
+        )
+    };
+    ensure_eq!(rc, 0, "TCP_USER_TIMEOUT");
+    sys::run_ok("ip", &["-n", "tpb", "link", "set", "pb", "down"])?;
+    let mut c2 = &c;
+    c2.write_all(b"into the void").map_err(|e| e.to_string())?;
+    // The process learns of the timeout, and closes the socket; then the summary is written.
+    let mut buf = [0u8; 8];
+    let err = std::io::Read::read(&mut c2, &mut buf)
+        .err()
+        .map(|e| e.raw_os_error());
+    sys::run_ok("ip", &["-n", "tpb", "link", "set", "pb", "up"])?;
+    ensure_eq!(err, Some(Some(libc::ETIMEDOUT)), "the client's read");
+    drop((c, s));
+    let recs = collect(&d, |r| summaries(r).iter().any(|s| s.rport == port));
+    let sums = summaries(&recs?);
+    let cl = sums
+        .iter()
+        .find(|s| s.rport == port)
+        .ok_or("no summary of the client")?;
+    ensure_eq!(cl.close, close::TIMEOUT);
+    ensure!(cl.retrans > 0, "no retransmissions before the timeout");
+    ensure_eq!(
+        cl.bytes_sent,
+        13,
+        "the data was sent (and sent again), once counted"
     );
     Ok(())
 }

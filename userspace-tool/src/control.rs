@@ -12,6 +12,17 @@ fn open_rw(path: &str) -> Result<Device> {
     Device::open_checked(path, Access::ReadWrite)
 }
 
+/// Opens the device for writing only when the command changes something (the module insists on
+/// it then, and a read-only look needs no more).
+fn open_for(path: &str, changing: bool) -> Result<Device> {
+    let access = if changing {
+        Access::ReadWrite
+    } else {
+        Access::ReadOnly
+    };
+    Device::open_checked(path, access)
+}
+
 fn write_out(out: &mut dyn Write, s: &str) -> Result<()> {
     writeln!(out, "{s}").map_err(|e| Error::io("writing output", e))
 }
@@ -44,11 +55,7 @@ impl ConfigChange {
 
 /// Shows the configuration, after applying `change` if it asks for anything.
 pub fn config(path: &str, change: &ConfigChange, json: bool, out: &mut dyn Write) -> Result<()> {
-    let dev = if change.is_empty() {
-        Device::open_checked(path, Access::ReadOnly)?
-    } else {
-        open_rw(path)?
-    };
+    let dev = open_for(path, !change.is_empty())?;
     let mut cfg = dev.config()?;
     if !change.is_empty() {
         if let Some(n) = change.snap_len {
@@ -93,11 +100,7 @@ pub fn events(
     out: &mut dyn Write,
 ) -> Result<()> {
     let change = !ops.is_empty() || summaries.is_some();
-    let dev = if change {
-        open_rw(path)?
-    } else {
-        Device::open_checked(path, Access::ReadOnly)?
-    };
+    let dev = open_for(path, change)?;
     let mut cfg = dev.config()?;
     if change {
         if !ops.is_empty() {
@@ -139,18 +142,16 @@ pub fn filter(
     out: &mut dyn Write,
 ) -> Result<()> {
     use crate::cli::FilterAction;
-    let dev = match action {
-        None => Device::open_checked(path, Access::ReadOnly)?,
-        Some(a) => {
-            let f = match a {
-                FilterAction::Set(args) => args.to_filter().map_err(Error::BadInput)?,
-                FilterAction::Clear => abi::Filter::default(),
-            };
-            let dev = open_rw(path)?;
-            dev.set_filter(&f)?;
-            dev
-        }
+    // Parsed before the device is opened: a bad criterion is reported as such.
+    let new = match action {
+        None => None,
+        Some(FilterAction::Set(args)) => Some(args.to_filter().map_err(Error::BadInput)?),
+        Some(FilterAction::Clear) => Some(abi::Filter::default()),
     };
+    let dev = open_for(path, new.is_some())?;
+    if let Some(f) = new {
+        dev.set_filter(&f)?;
+    }
     let crit = crate::criteria::describe(&dev.filter()?);
     let text = if json {
         json!({ "criteria": crit }).to_string()
@@ -170,26 +171,26 @@ pub fn rules(
     out: &mut dyn Write,
 ) -> Result<()> {
     use crate::cli::RulesAction;
-    let dev = match action {
-        None => Device::open_checked(path, Access::ReadOnly)?,
-        Some(a) => {
-            let set = match a {
-                RulesAction::Set { rules, file } => {
-                    let mut lines = rules.clone();
-                    if let Some(f) = file {
-                        let text = std::fs::read_to_string(f)
-                            .map_err(|e| Error::io(format!("cannot read {f}"), e))?;
-                        lines.extend(text.lines().map(str::to_owned));
-                    }
-                    crate::rules::parse_rules(&lines).map_err(Error::BadInput)?
+    // Parsed before the device is opened: a bad rule is reported as such.
+    let new = match action {
+        None => None,
+        Some(a) => Some(match a {
+            RulesAction::Set { rules, file } => {
+                let mut lines = rules.clone();
+                if let Some(f) = file {
+                    let text = std::fs::read_to_string(f)
+                        .map_err(|e| Error::io(format!("cannot read {f}"), e))?;
+                    lines.extend(text.lines().map(str::to_owned));
                 }
-                RulesAction::Clear => abi::RuleSet::default(),
-            };
-            let dev = open_rw(path)?;
-            dev.set_rules(&set)?;
-            dev
-        }
+                crate::rules::parse_rules(&lines).map_err(Error::BadInput)?
+            }
+            RulesAction::Clear => abi::RuleSet::default(),
+        }),
     };
+    let dev = open_for(path, new.is_some())?;
+    if let Some(set) = new {
+        dev.set_rules(&set)?;
+    }
     let set = dev.rules()?;
     let stats = dev.rule_stats()?;
     let rules = &set.rules[..set.n_rules as usize];

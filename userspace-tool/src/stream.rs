@@ -147,12 +147,11 @@ impl<'a> Pipeline<'a> {
     pub fn finish(mut self) -> Result<()> {
         self.flush()?;
         if let Some(p) = self.pcap.take() {
-            let (n, skipped) = (p.packets, p.skipped);
+            let skipped = p.skipped;
             p.finish()?;
             if skipped > 0 {
                 eprintln!("tcplog: {skipped} packet records had no IP header and are not in the pcap file");
             }
-            let _ = n;
         }
         Ok(())
     }

@@ -297,16 +297,47 @@ pub mod tests {
     /// An IPv4 UDP packet record, as the module writes one: `payload` kept to `snap` bytes,
     /// standing for `count` packets 1 ms apart.
     pub fn udp_packet(seq: u64, payload: &[u8], snap: usize, count: u32) -> Vec<u8> {
-        let kept = payload.len().min(snap);
-        let total = 20 + 8 + payload.len();
-        let mut ip = vec![
-            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 2,
-        ];
-        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         let mut udp = vec![0u8; 8];
         udp[0..2].copy_from_slice(&40000u16.to_be_bytes());
         udp[2..4].copy_from_slice(&53u16.to_be_bytes());
         udp[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        ipv4_packet(&Ipv4Packet {
+            seq,
+            time_ns: 1_700_000_000_000_000_000,
+            dst: [127, 0, 0, 2],
+            protocol: abi::IPPROTO_UDP,
+            tcp_flags: 0,
+            l4: &udp,
+            payload,
+            snap,
+            count,
+        })
+    }
+
+    /// What [`ipv4_packet`] builds: a packet from 127.0.0.1.
+    pub struct Ipv4Packet<'a> {
+        pub seq: u64,
+        /// When the first of `count` packets was seen; the others follow 1 ms apart.
+        pub time_ns: u64,
+        pub dst: [u8; 4],
+        pub protocol: u8,
+        pub tcp_flags: u8,
+        /// The transport header.
+        pub l4: &'a [u8],
+        pub payload: &'a [u8],
+        pub snap: usize,
+        pub count: u32,
+    }
+
+    /// An IPv4 packet record, as the module writes one for a `log body` rule on lo.
+    pub fn ipv4_packet(p: &Ipv4Packet<'_>) -> Vec<u8> {
+        let kept = p.payload.len().min(p.snap);
+        let total = 20 + p.l4.len() + p.payload.len();
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, p.protocol, 0, 0, 127, 0, 0, 1,
+        ];
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ip.extend(p.dst);
         let mut ifname = [0u8; 16];
         ifname[..2].copy_from_slice(b"lo");
         let b = abi::PacketBody {
@@ -314,29 +345,29 @@ pub mod tests {
             ifindex: 1,
             ifname,
             orig_len: total as u32,
-            count,
+            count: p.count,
             rule: 1,
             hook: 1,
             direction: abi::direction::IN,
             family: abi::AF_INET,
-            protocol: abi::IPPROTO_UDP,
-            tcp_flags: 0,
+            protocol: p.protocol,
+            tcp_flags: p.tcp_flags,
             flags: abi::PKF_BODY
-                | if kept < payload.len() {
+                | if kept < p.payload.len() {
                     abi::PKF_TRUNCATED
                 } else {
                     0
                 },
             ip_hlen: 20,
-            l4_hlen: 8,
+            l4_hlen: p.l4.len() as u16,
             payload_len: kept as u16,
-            last_ns: 1_700_000_000_000_000_000 + u64::from(count - 1) * 1_000_000,
+            last_ns: p.time_ns + u64::from(p.count - 1) * 1_000_000,
         };
         let mut body = b.as_bytes().to_vec();
         body.extend(ip);
-        body.extend(udp);
-        body.extend(&payload[..kept]);
-        encode_at(rtype::PACKET, seq, &body, 1_700_000_000_000_000_000)
+        body.extend(p.l4);
+        body.extend(&p.payload[..kept]);
+        encode_at(rtype::PACKET, p.seq, &body, p.time_ns)
     }
 
     /// As [`encode`], at a given time.

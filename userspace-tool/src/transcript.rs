@@ -247,9 +247,8 @@ pub fn build(records: &[Record], start_ns: u64) -> Vec<(Vec<u8>, Report)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::tests::encode_at;
+    use crate::record::tests::{ipv4_packet, Ipv4Packet};
     use crate::record::{Decoder, Item};
-    use tcplog_ctl::Pod;
 
     const T0: u64 = 1_700_000_000_000_000_000;
 
@@ -265,36 +264,23 @@ mod tests {
         payload: &[u8],
         snap: usize,
     ) -> Vec<u8> {
-        let kept = payload.len().min(snap);
-        let total = 20 + 20 + payload.len();
-        let mut ip = vec![
-            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
-        ];
-        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         let mut h = vec![0u8; 20];
         h[0..2].copy_from_slice(&from.to_be_bytes());
         h[2..4].copy_from_slice(&to.to_be_bytes());
         h[4..8].copy_from_slice(&seq.to_be_bytes());
         h[12] = 5 << 4;
         h[13] = flags;
-        let b = PacketBody {
-            orig_len: total as u32,
-            count: 1,
-            rule: 1,
-            family: abi::AF_INET,
+        ipv4_packet(&Ipv4Packet {
+            seq: seq_no,
+            time_ns: T0 + t_ms * 1_000_000,
+            dst: [127, 0, 0, 1],
             protocol: abi::IPPROTO_TCP,
             tcp_flags: flags,
-            ip_hlen: 20,
-            l4_hlen: 20,
-            payload_len: kept as u16,
-            last_ns: T0 + t_ms * 1_000_000,
-            ..PacketBody::default()
-        };
-        let mut body = b.as_bytes().to_vec();
-        body.extend(ip);
-        body.extend(h);
-        body.extend(&payload[..kept]);
-        encode_at(abi::rtype::PACKET, seq_no, &body, T0 + t_ms * 1_000_000)
+            l4: &h,
+            payload,
+            snap,
+            count: 1,
+        })
     }
 
     fn records(buf: &[u8]) -> Vec<Record> {
@@ -316,9 +302,6 @@ mod tests {
         let (c, s) = (40000u16, 80u16);
         let mut buf = Vec::new();
         let mut n = 0;
-        let mut add = |b: Vec<u8>| {
-            buf.extend(b);
-        };
         // Every packet twice, as on loopback (out and in), one of them out of order.
         for (t, from, to, seq, flags, data) in [
             (0, c, s, 1000u32, SYN, &b""[..]),
@@ -331,7 +314,7 @@ mod tests {
             (32, c, s, 1020, ACK, b""),
         ] {
             for _ in 0..2 {
-                add(tcp(n, t, from, to, seq, flags, data, 128));
+                buf.extend(tcp(n, t, from, to, seq, flags, data, 128));
                 n += 1;
             }
         }
@@ -348,7 +331,6 @@ s 0.031000 hup\n";
         assert_eq!((report.client_bytes, report.server_bytes), (18, 24));
         assert_eq!((report.client_missing, report.server_missing), (0, 0));
         assert!(!report.client_guessed);
-        let _ = n;
     }
 
     #[test]

@@ -278,7 +278,12 @@ fn peer_vanishes() -> TestResult {
         )
     };
     ensure_eq!(rc, 0, "TCP_USER_TIMEOUT");
-    sys::run_ok("ip", &["-n", "tpb", "link", "set", "pb", "down"])?;
+    // The peer vanishes: its address goes, so segments still leave (and count as
+    // retransmissions) but are dropped on arrival, unanswered.
+    sys::run_ok(
+        "ip",
+        &["-n", "tpb", "addr", "del", "10.97.0.2/24", "dev", "pb"],
+    )?;
     let mut c2 = &c;
     c2.write_all(b"into the void").map_err(|e| e.to_string())?;
     // The process learns of the timeout, and closes the socket; then the summary is written.
@@ -286,7 +291,10 @@ fn peer_vanishes() -> TestResult {
     let err = std::io::Read::read(&mut c2, &mut buf)
         .err()
         .map(|e| e.raw_os_error());
-    sys::run_ok("ip", &["-n", "tpb", "link", "set", "pb", "up"])?;
+    sys::run_ok(
+        "ip",
+        &["-n", "tpb", "addr", "add", "10.97.0.2/24", "dev", "pb"],
+    )?;
     ensure_eq!(err, Some(Some(libc::ETIMEDOUT)), "the client's read");
     drop((c, s));
     let recs = collect(&d, |r| summaries(r).iter().any(|s| s.rport == port));

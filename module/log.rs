@@ -330,6 +330,7 @@ impl Log {
             flows_untracked: self.flows_untracked.load(Relaxed),
             packets_repeated: self.packets.repeated(),
             produced_by_type: s.produced_by_type,
+            ..abi::Status::default()
         }
     }
 

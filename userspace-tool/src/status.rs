@@ -62,6 +62,10 @@ pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
             "probes_missed": s.probes_missed,
             "records_filtered": s.records_filtered,
             "packets_repeated": s.packets_repeated,
+            "packets_malformed": s.packets_malformed,
+            "packets_no_transport": s.packets_no_transport,
+            "flows_evicted": s.flows_evicted,
+            "limits_untracked": s.limits_untracked,
             "produced_by_type": types,
         });
         writeln!(out, "{v}")
@@ -111,10 +115,18 @@ pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
         row(
             "flows",
             format!(
-                "{} counted of {} (packets left uncounted: {})",
-                s.flows_tracked, s.flow_table_size, s.flows_untracked
+                "{} counted of {} (packets left uncounted: {}, handshakes evicted: {})",
+                s.flows_tracked, s.flow_table_size, s.flows_untracked, s.flows_evicted
             ),
         );
+        row(
+            "packets skipped",
+            format!(
+                "{} malformed, {} without a transport header",
+                s.packets_malformed, s.packets_no_transport
+            ),
+        );
+        row("limits untracked", s.limits_untracked.to_string());
         row("probes missed", s.probes_missed.to_string());
         row("filtered out", s.records_filtered.to_string());
         row("packet repeats", s.packets_repeated.to_string());

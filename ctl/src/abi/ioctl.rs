@@ -193,6 +193,20 @@ pub struct Status {
     pub packets_repeated: u64,
     /// Records produced since load, by type ([`rtype`](super::rtype)).
     pub produced_by_type: [u64; super::RECORD_TYPE_COUNT],
+    /// Packets whose IP header is malformed (wrong version, IPv4 header length below 20 bytes,
+    /// lengths past the end of the packet): accepted unchanged, matched by no rule, counted in no
+    /// connection.
+    pub packets_malformed: u64,
+    /// Packets without a whole TCP or UDP header (truncated headers, IPv6 fragments after the
+    /// first): rules match them by address only, and no connection's IP counters include them.
+    pub packets_no_transport: u64,
+    /// Flows still in their handshake that were evicted to make room for new ones (the table
+    /// was full): their connections' IP counters are null.
+    pub flows_evicted: u64,
+    /// Connections a rule's connection limit could not count (no room in the limit table).
+    pub limits_untracked: u64,
+    /// Reserved for counters to come; zero.
+    pub _reserved: [u64; 8],
 }
 
 /// Maximum of [`Config::snap_len`].
@@ -255,7 +269,8 @@ unsafe impl super::Pod for Mark {}
 
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(size_of::<Status>() == 144 + 8 * super::RECORD_TYPE_COUNT);
+    assert!(size_of::<Status>() == 144 + 8 * super::RECORD_TYPE_COUNT + 8 * 12);
+    assert!(offset_of!(Status, packets_malformed) == 144 + 8 * super::RECORD_TYPE_COUNT);
     assert!(offset_of!(Status, ring_size) == 8);
     assert!(offset_of!(Status, oldest_seq) == 64);
     assert!(offset_of!(Status, readers) == 72);
@@ -305,7 +320,7 @@ mod tests {
         assert_eq!(TCPLOG_IOC_VERSION, 0x8004_b900);
         assert_eq!(TCPLOG_IOC_ENABLE, 0xb901);
         assert_eq!(TCPLOG_IOC_DISABLE, 0xb902);
-        assert_eq!(TCPLOG_IOC_STATUS, 0x80d0_b903);
+        assert_eq!(TCPLOG_IOC_STATUS, 0x8130_b903);
         assert_eq!(TCPLOG_IOC_FLUSH, 0x8008_b904);
         assert_eq!(TCPLOG_IOC_GET_CONFIG, 0x8038_b905);
         assert_eq!(TCPLOG_IOC_SET_CONFIG, 0x4038_b906);

@@ -22,7 +22,7 @@ pub use rules::*;
 ///
 /// The module reports its own through [`TCPLOG_IOC_VERSION`]; the tool refuses to talk to a
 /// module whose version differs from the one it was built with.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Path of the device node the module registers.
 pub const DEVICE_PATH: &str = "/dev/tcplog";

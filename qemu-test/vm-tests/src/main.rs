@@ -10,6 +10,7 @@ mod peer;
 mod sys;
 mod t_basic;
 mod t_device;
+mod t_kunit;
 mod t_packet;
 mod t_socket;
 mod t_tool;
@@ -37,6 +38,7 @@ fn main() {
     let mut h = Harness::new(filter, REPORT);
 
     t_basic::load(&mut h);
+    t_kunit::all(&mut h);
     t_basic::device(&mut h);
     t_device::all(&mut h);
     t_tool::all(&mut h);

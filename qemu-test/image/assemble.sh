@@ -2,15 +2,19 @@
 # Assembles the VM's initramfs. Runs inside the build root (scripts/in-root.sh), with the
 # repository at /src, so that every binary and library comes from Debian 13, like the kernel.
 #
-# Usage: assemble.sh KVER MODDIR OUT
+# Usage: assemble.sh KVER MODDIR OUT [KO]
+#   KVER: the kernel's release; MODDIR: its lib/modules/KVER (with modules.builtin: a module built
+#   into the kernel is not copied); OUT: where initramfs.cpio.gz goes; KO: the tcplog.ko to carry
+#   (default /src/tcplog.ko, the stock kernel's).
 set -eu
 KVER=$1
 MODDIR=$2
 OUT=$3
+KO=${4:-/src/tcplog.ko}
 stage=$OUT/initramfs
 rel=/src/target/buildroot/release
 
-# Kernel modules the tests need, from Debian's modules package, with their dependencies.
+# Kernel modules the tests need, from the kernel's modules package, with their dependencies.
 MODULES="veth"
 
 rm -rf "$stage"
@@ -31,7 +35,7 @@ copy_bin "$rel/tcplog" /usr/bin/tcplog
 copy_bin "$rel/tcplog-vm-tests" /usr/bin/tcplog-vm-tests
 copy_bin /usr/bin/ip /usr/local/bin/ip
 copy_bin /usr/bin/tcpdump /usr/local/bin/tcpdump
-install -m 0644 /src/tcplog.ko lib/tcplog/tcplog.ko
+install -m 0644 "$KO" lib/tcplog/tcplog.ko
 
 # busybox provides everything else; real tools in /usr/local/bin come first in PATH.
 cp /bin/busybox bin/busybox

@@ -15,6 +15,7 @@ use core::mem::{offset_of, size_of};
 use kernel::{bindings, prelude::*};
 
 use crate::abi::{self, LostBody, Pod, RecordHeader, RECORD_TYPE_COUNT};
+use crate::clock::Stamp;
 
 /// Smallest ring, in bytes: it must hold at least a few of the largest records.
 pub(crate) const MIN_RING_SIZE: usize = 64 * 1024;
@@ -83,23 +84,16 @@ pub(crate) struct Ring {
 const ZEROS: [u8; abi::RECORD_ALIGN] = [0; abi::RECORD_ALIGN];
 
 /// Fills a record header stamped with the given times (or now) and the current CPU.
-fn header(rtype: u16, len: usize, seq: u64, at: Option<(u64, u64)>) -> RecordHeader {
-    // SAFETY: The fast clock accessors have no preconditions and may be called from any
-    // context, NMI included.
-    let (time_ns, boot_ns) = at.unwrap_or_else(|| unsafe {
-        (
-            bindings::ktime_get_real_fast_ns(),
-            bindings::ktime_get_boot_fast_ns(),
-        )
-    });
+fn header(rtype: u16, len: usize, seq: u64, at: Option<Stamp>) -> RecordHeader {
+    let at = at.unwrap_or_else(Stamp::now);
     RecordHeader {
         magic: abi::RECORD_MAGIC,
         rtype,
         // Every record is at most `MAX_RECORD_LEN`, which fits in a `u16`.
         len: len as u16,
         seq,
-        time_ns,
-        boot_ns,
+        time_ns: at.real,
+        boot_ns: at.boot,
         // SAFETY: No preconditions; the value may be stale if the task migrates, which is
         // harmless here (producers hold a spinlock, so it is exact for them).
         cpu: unsafe { bindings::raw_smp_processor_id() },
@@ -170,7 +164,7 @@ impl Ring {
         &mut self,
         rtype: u16,
         parts: &[&[u8]],
-        at: Option<(u64, u64)>,
+        at: Option<Stamp>,
     ) -> Result<u64> {
         let body: usize = parts.iter().map(|p| p.len()).sum();
         let unpadded = size_of::<RecordHeader>() + body;

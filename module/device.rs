@@ -345,7 +345,7 @@ unsafe extern "C" fn tcplog_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c
     let reader = unsafe { reader_of(file) };
     // SAFETY: As above.
     let f = unsafe { File::from_raw_file(file) };
-    match ioctl(&reader, f, cmd, arg as usize) {
+    match ioctl(&reader, f, cmd, arg) {
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,
     }

@@ -249,3 +249,93 @@ fn add(c: &mut FlowCounts, p: &FlowPacket) {
         c.bytes_out += p.bytes;
     }
 }
+
+#[kunit_tests(tcplog_flows)]
+mod tests {
+    use super::*;
+
+    fn key(rport: u16) -> FlowKey {
+        let mut raddr = [0u8; 16];
+        raddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        FlowKey::new(1, abi::AF_INET, [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 80, raddr, rport)
+    }
+
+    fn pkt(inbound: bool, bytes: u64, first_syn: bool, seq: u32) -> FlowPacket {
+        FlowPacket {
+            inbound,
+            bytes,
+            first_syn,
+            seq,
+        }
+    }
+
+    fn flows(max: usize) -> Result<Pin<KBox<Flows>>> {
+        KBox::pin_init(Flows::new(max, HashKeys::new())?, GFP_KERNEL)
+    }
+
+    #[test]
+    fn only_a_first_syn_starts_a_flow() -> Result {
+        let f = flows(8)?;
+        f.count(&key(1), &pkt(true, 52, false, 0));
+        assert_eq!(f.counts().1, 0);
+        f.count(&key(1), &pkt(true, 60, true, 7));
+        f.count(&key(1), &pkt(false, 60, false, 0));
+        f.count(&key(1), &pkt(true, 52, false, 0));
+        f.confirm(&key(1), 0x1000);
+        let c = f.take(&key(1), 0x1000).ok_or(EINVAL)?;
+        assert_eq!((c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out), (2, 112, 1, 60));
+        assert_eq!(f.counts().1, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_confirmed_flow_is_never_restarted() -> Result {
+        let f = flows(8)?;
+        f.count(&key(2), &pkt(true, 60, true, 7));
+        f.confirm(&key(2), 0x2000);
+        // A forged SYN with another sequence number is one more packet of the tuple.
+        f.count(&key(2), &pkt(true, 40, true, 99));
+        let c = f.take(&key(2), 0x2000).ok_or(EINVAL)?;
+        assert_eq!((c.pkts_in, c.bytes_in), (2, 100));
+        Ok(())
+    }
+
+    #[test]
+    fn a_new_attempt_restarts_an_unconfirmed_flow() -> Result {
+        let f = flows(8)?;
+        f.count(&key(3), &pkt(true, 60, true, 7));
+        f.count(&key(3), &pkt(true, 60, true, 7)); // Retransmitted: counted.
+        f.count(&key(3), &pkt(true, 64, true, 8)); // A new attempt: afresh.
+        f.confirm(&key(3), 0x3000);
+        let c = f.take(&key(3), 0x3000).ok_or(EINVAL)?;
+        assert_eq!((c.pkts_in, c.bytes_in), (1, 64));
+        // Only the owner takes a flow.
+        f.count(&key(3), &pkt(true, 60, true, 9));
+        f.confirm(&key(3), 0x3000);
+        assert!(f.take(&key(3), 0x4000).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn handshakes_are_evicted_confirmed_flows_never() -> Result {
+        let f = flows(4)?;
+        for p in 0..4 {
+            f.count(&key(10 + p), &pkt(false, 60, true, 1));
+        }
+        f.confirm(&key(10), 0x10);
+        f.confirm(&key(11), 0x11);
+        // Room is made by evicting a handshake.
+        f.count(&key(20), &pkt(false, 60, true, 1));
+        assert_eq!(f.counts().3, 1);
+        f.confirm(&key(20), 0x20);
+        f.count(&key(21), &pkt(false, 60, true, 1));
+        f.confirm(&key(21), 0x21);
+        // Only confirmed flows are left: the next SYN is not counted.
+        f.count(&key(22), &pkt(false, 60, true, 1));
+        assert_eq!(f.counts().2, 1);
+        for (p, owner) in [(10, 0x10), (11, 0x11), (20, 0x20), (21, 0x21)] {
+            assert!(f.take(&key(p), owner).is_some());
+        }
+        Ok(())
+    }
+}

@@ -45,7 +45,7 @@ impl Identity {
         let raw = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*task.as_ptr()).comm)) };
         let mut comm = [0u8; COMM_LEN];
         for (d, s) in comm.iter_mut().zip(raw.iter()) {
-            *d = *s as u8;
+            *d = *s;
         }
         // The last byte is always NUL, whatever a torn copy produced.
         comm[COMM_LEN - 1] = 0;

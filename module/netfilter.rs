@@ -90,7 +90,7 @@ impl HookState<'_> {
         // NUL-terminated array.
         let (raw, index) = unsafe { ((*dev).name, (*dev).ifindex) };
         for (d, s) in name.iter_mut().zip(raw.iter()) {
-            *d = *s as u8;
+            *d = *s;
         }
         name[15] = 0;
         (index as u32, name)
@@ -114,11 +114,10 @@ unsafe extern "C" fn hook(
     if log.enabled() {
         // SAFETY: Netfilter passes a packet that stays alive and unchanged for the call.
         let pkt = unsafe { Skb::from_ptr(skb) };
+        // SAFETY: Netfilter passes a state valid for the call.
+        let state = unsafe { &*state };
         // INVARIANT: The state is valid for the call.
-        // SAFETY: Netfilter passes a valid state.
-        let state = HookState {
-            state: unsafe { &*state },
-        };
+        let state = HookState { state };
         if let Some(pkt) = pkt {
             observe(log, &pkt, &state);
         }

@@ -113,7 +113,7 @@ impl Hook for Create {
     const HAS_EXIT: bool = false;
     type Data = ();
 
-    fn entry(log: &Log, regs: &Regs<'_>, _: &mut ()) -> bool {
+    fn entry(log: &Log, regs: &Regs<'_>, _unit: &mut ()) -> bool {
         if !log.enabled() || regs.arg_int(4) != 0 {
             return false; // The kernel's own sockets are not any process's activity.
         }
@@ -398,7 +398,7 @@ impl Hook for Release {
     const HAS_EXIT: bool = false;
     type Data = ();
 
-    fn entry(log: &Log, regs: &Regs<'_>, _: &mut ()) -> bool {
+    fn entry(log: &Log, regs: &Regs<'_>, _unit: &mut ()) -> bool {
         // SAFETY: Argument 0 is the socket being released; its sock is still attached.
         let sk = unsafe { socket_arg(regs, 0) };
         if let Some((inet, op)) = user_socket(sk, op::TCP_CLOSE, op::UDP_CLOSE) {

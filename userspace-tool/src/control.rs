@@ -3,6 +3,8 @@
 use std::io::Write;
 
 use serde_json::json;
+
+use crate::output::json::to_line;
 use tcplog_ctl as abi;
 
 use crate::device::{Access, Device};
@@ -72,13 +74,12 @@ pub fn config(path: &str, change: &ConfigChange, json: bool, out: &mut dyn Write
         cfg = dev.config()?;
     }
     let text = if json {
-        json!({
+        to_line(&json!({
             "event_mask": cfg.event_mask,
             "options": cfg.options,
             "snap_len": cfg.snap_len,
             "forward": cfg.options & abi::OPT_FORWARD != 0,
-        })
-        .to_string()
+        }))
     } else {
         format!(
             "event_mask          {:#x}\noptions             {:#x}\nsnap_len            {}\nforward             {}",
@@ -119,7 +120,7 @@ pub fn events(
     let names = crate::events::mask_names(cfg.event_mask);
     let summ = cfg.options & abi::OPT_SUMMARIES != 0;
     let text = if json {
-        json!({ "events": names, "summaries": summ }).to_string()
+        to_line(&json!({ "events": names, "summaries": summ }))
     } else {
         format!(
             "events              {}\nsummaries           {}",
@@ -154,7 +155,7 @@ pub fn filter(
     }
     let crit = crate::criteria::describe(&dev.filter()?);
     let text = if json {
-        json!({ "criteria": crit }).to_string()
+        to_line(&json!({ "criteria": crit }))
     } else if crit.is_empty() {
         "no criteria: everything is logged".to_owned()
     } else {
@@ -207,7 +208,7 @@ pub fn rules(
                 })
             })
             .collect();
-        json!({ "rules": list }).to_string()
+        to_line(&json!({ "rules": list }))
     } else if rules.is_empty() {
         "no rules".to_owned()
     } else {

@@ -22,29 +22,34 @@ use std::path::{Path, PathBuf};
 use tcplog_ctl as abi;
 
 use crate::error::{Error, Result};
-use crate::record::{comm_str, Decoder, Item, Record};
+use crate::escape::{self, until_nul};
+use crate::record::{Decoder, Item, Record};
 
 pub const FILE_MAGIC: [u8; 8] = *b"TCPLOG\x00\x01";
 pub const HEADER_LEN: usize = 256;
 const BYTE_ORDER: u32 = 0x0102_0304;
 
-/// What a log file's header says.
+/// What a log file's header says. The host name and kernel release are bytes, as the writing
+/// machine gave them (and as a file from anywhere may hold them): shown only through
+/// [`escape`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileInfo {
     pub abi_version: u32,
     pub created_ns: u64,
-    pub host: String,
-    pub kernel: String,
+    pub host: Vec<u8>,
+    pub kernel: Vec<u8>,
 }
 
-fn uname() -> (String, String) {
+fn uname() -> (Vec<u8>, Vec<u8>) {
     // SAFETY: `uname` fills a zeroed `utsname`, whose fields are NUL-terminated arrays.
     unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
         if libc::uname(&mut u) != 0 {
-            return (String::new(), String::new());
+            return (Vec::new(), Vec::new());
         }
-        let s = |f: &[libc::c_char]| comm_str(&f.iter().map(|&c| c as u8).collect::<Vec<u8>>());
+        let s = |f: &[libc::c_char]| {
+            until_nul(&f.iter().map(|&c| c as u8).collect::<Vec<u8>>()).to_vec()
+        };
         (s(&u.nodename), s(&u.release))
     }
 }
@@ -70,9 +75,9 @@ impl FileInfo {
         h[12..16].copy_from_slice(&self.abi_version.to_ne_bytes());
         h[16..20].copy_from_slice(&(HEADER_LEN as u32).to_ne_bytes());
         h[24..32].copy_from_slice(&self.created_ns.to_ne_bytes());
-        let host = self.host.as_bytes();
+        let host = until_nul(&self.host);
         h[32..32 + host.len().min(63)].copy_from_slice(&host[..host.len().min(63)]);
-        let k = self.kernel.as_bytes();
+        let k = until_nul(&self.kernel);
         h[96..96 + k.len().min(64)].copy_from_slice(&k[..k.len().min(64)]);
         h
     }
@@ -98,8 +103,8 @@ impl FileInfo {
         Ok(FileInfo {
             abi_version: u32_at(12),
             created_ns: u64::from_ne_bytes(h[24..32].try_into().unwrap()),
-            host: comm_str(&h[32..96]),
-            kernel: comm_str(&h[96..161]),
+            host: until_nul(&h[32..96]).to_vec(),
+            kernel: until_nul(&h[96..161]).to_vec(),
         })
     }
 }
@@ -227,8 +232,10 @@ pub fn read(path: &str) -> Result<(FileInfo, Vec<Record>, Damage)> {
     let info = FileInfo::decode(&bytes).map_err(|e| Error::BadFile(format!("{path}: {e}")))?;
     if info.abi_version != abi::ABI_VERSION {
         return Err(Error::BadFile(format!(
-            "{path}: its records are of ABI version {}, this tool reads version {}",
+            "{path}: its records are of ABI version {} (written on {}, kernel {}), this tool reads version {}",
             info.abi_version,
+            escape::text(&info.host),
+            escape::text(&info.kernel),
             abi::ABI_VERSION
         )));
     }
@@ -290,8 +297,8 @@ mod tests {
         let i = FileInfo {
             abi_version: 4,
             created_ns: 1_700_000_000_000_000_000,
-            host: "box".into(),
-            kernel: "7.3.4+deb13-amd64".into(),
+            host: b"box".to_vec(),
+            kernel: b"7.3.4+deb13-amd64".to_vec(),
         };
         let h = i.encode();
         assert_eq!(&h[..8], b"TCPLOG\0\x01");
@@ -302,6 +309,27 @@ mod tests {
         assert!(FileInfo::decode(&h[..100])
             .unwrap_err()
             .contains("too short"));
+    }
+
+    #[test]
+    fn header_strings_keep_their_bytes_and_are_shown_escaped() {
+        let p = tmp("hostile-header");
+        let mut h = FileInfo {
+            abi_version: abi::ABI_VERSION + 1,
+            created_ns: 1_700_000_000_000_000_000,
+            host: b"\x1b[2Jbox\nfake\xff".to_vec(),
+            kernel: "7.3\u{202e}\u{9b}".as_bytes().to_vec(),
+        }
+        .encode();
+        assert_eq!(FileInfo::decode(&h).unwrap().host, b"\x1b[2Jbox\nfake\xff");
+        h[12..16].copy_from_slice(&(abi::ABI_VERSION + 1).to_ne_bytes());
+        fs::write(&p, h).unwrap();
+        let e = read(p.to_str().unwrap()).unwrap_err().to_string();
+        assert!(
+            e.contains(r"(written on \x1b[2Jbox\nfake\xff, kernel 7.3\u{202e}\u{9b})"),
+            "{e}"
+        );
+        assert!(!e.chars().any(escape::is_unsafe), "{e:?}");
     }
 
     #[test]

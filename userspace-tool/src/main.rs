@@ -5,6 +5,7 @@ mod control;
 mod criteria;
 mod device;
 mod error;
+mod escape;
 mod events;
 mod logfile;
 mod output;

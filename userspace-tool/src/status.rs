@@ -68,7 +68,7 @@ pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
             "limits_untracked": s.limits_untracked,
             "produced_by_type": types,
         });
-        writeln!(out, "{v}")
+        writeln!(out, "{}", crate::output::json::to_line(&v))
     } else {
         let pct = if s.ring_size > 0 {
             s.bytes_used as f64 * 100.0 / s.ring_size as f64

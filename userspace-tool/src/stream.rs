@@ -14,6 +14,7 @@ use crate::cli::{OutputArgs, WriteArgs};
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
 use crate::logfile::{self, LogWriter};
+use crate::output::json::to_line;
 use crate::output::{text_header, to_csv_row, to_json, to_text, Format, CSV_COLUMNS};
 use crate::pcap_out::PcapOut;
 use crate::record::{Body, Decoder, Item, Record};
@@ -124,7 +125,7 @@ impl<'a> Pipeline<'a> {
                 }
                 writeln!(out, "{}", to_text(r)).map_err(write_err)?;
             }
-            Printer::Json(out) => writeln!(out, "{}", to_json(r)).map_err(write_err)?,
+            Printer::Json(out) => writeln!(out, "{}", to_line(&to_json(r))).map_err(write_err)?,
             Printer::Csv(c) => c
                 .write_record(to_csv_row(r))
                 .map_err(|e| write_err(e.into()))?,

@@ -1,8 +1,13 @@
 //! Records as CSV rows, for spreadsheets and scripts.
+//!
+//! A row is always one line: names from outside are shown through [`escape::csv_field`] (controls
+//! escaped as in text, and never a formula), and the CSV writer quotes what holds commas or quotes.
 
 use serde_json::Value;
 
 use super::json::to_json;
+use super::outside_name;
+use crate::escape;
 use crate::record::Record;
 
 /// The columns of `--format csv`: what the JSON objects hold, one column per field, empty where
@@ -58,12 +63,14 @@ pub const CSV_COLUMNS: [&str; 44] = [
 /// packet's bytes, a config record's values) are in JSON, not here.
 pub fn to_csv_row(r: &Record) -> Vec<String> {
     let v = to_json(r);
+    let outside = outside_name(r);
     CSV_COLUMNS
         .iter()
-        .map(|k| match &v[*k] {
-            Value::Null => String::new(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
+        .map(|k| match (&v[*k], outside) {
+            (_, Some((name, bytes))) if name == *k => escape::csv_field(bytes),
+            (Value::Null, _) => String::new(),
+            (Value::String(s), _) => s.clone(),
+            (other, _) => other.to_string(),
         })
         .collect()
 }

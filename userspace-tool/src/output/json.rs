@@ -1,14 +1,64 @@
 //! Records as JSON Lines: one object per record, with a `type` field.
+//!
+//! Names that come from outside (`comm`, `ifname`) are strings: the name itself when it is valid
+//! UTF-8; otherwise with U+FFFD in place of each invalid sequence, and the exact bytes beside it
+//! in hex, in a field of the same name ending in `_hex` (`comm_hex`), which only such names have.
+//! Every line is written by [`to_line`], which escapes as `\uXXXX` the characters that terminals
+//! act on or that hide ([`escape::is_unsafe`]), so no control or bidi character reaches a
+//! terminal even from JSON, and the parsed strings are unchanged.
 
+use std::io;
+
+use serde_json::ser::Formatter;
 use serde_json::{json, Map, Value};
 
 use tcplog_ctl::{self as abi, EventBody, LimitBody, PacketBody, SummaryBody};
 
-use super::{direction_name, packet_view, rfc3339};
+use super::{direction_name, outside_name, packet_view, rfc3339};
+use crate::escape::{self, hex, until_nul};
 use crate::record::{
-    close_name, comm_str, config_item_name, errno_name, family_name, ip, op_name, open_name,
-    proto_name, type_name, Body, Record,
+    close_name, config_item_name, errno_name, family_name, ip, op_name, open_name, proto_name,
+    type_name, Body, Record,
 };
+
+/// A NUL-padded name as a JSON string: exact if it is UTF-8 (see the module's doc otherwise).
+fn name(field: &[u8]) -> String {
+    String::from_utf8_lossy(until_nul(field)).into_owned()
+}
+
+/// Writes JSON as serde_json's compact form does, but with the characters of
+/// [`escape::is_unsafe`] that JSON would leave raw (DEL, C1 controls, bidi and invisible
+/// characters, Unicode line separators) escaped as `\uXXXX`: the same strings, and a line of
+/// only printable characters.
+struct SafeFormatter;
+
+impl Formatter for SafeFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if escape::is_unsafe(c) {
+                w.write_all(&fragment.as_bytes()[start..i])?;
+                for unit in c.encode_utf16(&mut [0u16; 2]) {
+                    write!(w, "\\u{unit:04x}")?;
+                }
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// A JSON value as one line of printable text (without the newline).
+pub fn to_line(v: &Value) -> String {
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, SafeFormatter);
+    serde::Serialize::serialize(v, &mut ser).expect("a Value always serializes");
+    String::from_utf8(buf).expect("serde_json writes UTF-8")
+}
 
 /// A record as one JSON object.
 pub fn to_json(r: &Record) -> Value {
@@ -32,7 +82,7 @@ pub fn to_json(r: &Record) -> Value {
             "new": c.new,
             "pid": c.pid,
             "uid": c.uid,
-            "comm": comm_str(&c.comm),
+            "comm": name(&c.comm),
         }),
         Body::Event(e) => event_json(e),
         Body::Summary(s) => summary_json(s),
@@ -43,12 +93,17 @@ pub fn to_json(r: &Record) -> Value {
             "index": k.index,
             "pid": k.pid,
             "uid": k.uid,
-            "comm": comm_str(&k.comm),
+            "comm": name(&k.comm),
         }),
         Body::Unknown(bytes) => json!({ "rtype": h.rtype, "body_len": bytes.len() }),
     };
     if let Value::Object(b) = body {
         m.extend(b);
+    }
+    if let Some((key, bytes)) = outside_name(r) {
+        if std::str::from_utf8(bytes).is_err() {
+            m.insert(format!("{key}_hex"), hex(bytes).into());
+        }
     }
     Value::Object(m)
 }
@@ -62,7 +117,7 @@ fn event_json(e: &EventBody) -> Value {
         "pid": e.pid,
         "tid": e.tid,
         "uid": e.uid,
-        "comm": comm_str(&e.comm),
+        "comm": name(&e.comm),
         "laddr": ip(e.family, &e.laddr).to_string(),
         "lport": e.lport,
         "raddr": ip(e.family, &e.raddr).to_string(),
@@ -99,7 +154,7 @@ fn summary_json(s: &SummaryBody) -> Value {
         "rport": s.rport,
         "pid": known(owner_known, s.pid.into()),
         "uid": known(owner_known, s.uid.into()),
-        "comm": known(owner_known, comm_str(&s.comm).into()),
+        "comm": known(owner_known, name(&s.comm).into()),
         "netns": s.netns,
         "sock_id": s.sock_id,
         "open": open_name(s.open),
@@ -121,15 +176,11 @@ fn summary_json(s: &SummaryBody) -> Value {
     })
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn packet_json(p: &PacketBody, d: &[u8]) -> Value {
     let v = packet_view(p, d);
     json!({
         "netns": p.netns,
-        "ifname": comm_str(&p.ifname),
+        "ifname": name(&p.ifname),
         "ifindex": p.ifindex,
         "direction": direction_name(p.direction),
         "hook": p.hook,

@@ -5,6 +5,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tcplog_ctl::{self as abi, direction, PacketBody};
 
+use crate::escape::until_nul;
+use crate::record::{Body, Record};
+
 pub mod csv;
 pub mod json;
 pub mod text;
@@ -81,6 +84,23 @@ pub fn packet_view<'a>(p: &PacketBody, d: &'a [u8]) -> PacketView<'a> {
     }
 }
 
+/// The string in a record that comes from outside, if it has one: its JSON field name and its
+/// bytes (up to the NUL). A process names itself and a user with a network namespace names its
+/// interfaces, so these can be any bytes: every format shows them through [`crate::escape`].
+pub fn outside_name(r: &Record) -> Option<(&'static str, &[u8])> {
+    fn comm(c: &[u8; 16]) -> (&'static str, &[u8]) {
+        ("comm", until_nul(c))
+    }
+    match &r.body {
+        Body::Event(e) if e.flags & abi::EVF_NO_PROCESS == 0 => Some(comm(&e.comm)),
+        Body::Summary(s) if s.flags & abi::SUMF_OWNER_UNKNOWN == 0 => Some(comm(&s.comm)),
+        Body::Config(c) => Some(comm(&c.comm)),
+        Body::Mark(k) => Some(comm(&k.comm)),
+        Body::Packet(p, _) => Some(("ifname", until_nul(&p.ifname))),
+        _ => None,
+    }
+}
+
 pub(crate) fn direction_name(d: u8) -> &'static str {
     match d {
         direction::IN => "in",
@@ -93,7 +113,8 @@ pub(crate) fn direction_name(d: u8) -> &'static str {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::record::{Decoder, Item, Record};
+    use crate::record::{Decoder, Item};
+    use serde_json::Value;
     use tcplog_ctl::{EventBody, LimitBody, SummaryBody};
 
     pub fn one(buf: &[u8]) -> Record {
@@ -232,9 +253,8 @@ pub(crate) mod tests {
         s
     }
 
-    fn records() -> Vec<Record> {
-        let buf = sample_stream();
-        let mut d = Decoder::new(&buf);
+    fn decode_all(buf: &[u8]) -> Vec<Record> {
+        let mut d = Decoder::new(buf);
         let mut v = Vec::new();
         while let Some(item) = d.next_item() {
             match item {
@@ -242,6 +262,11 @@ pub(crate) mod tests {
                 other => panic!("{other:?}"),
             }
         }
+        v
+    }
+
+    fn records() -> Vec<Record> {
+        let v = decode_all(&sample_stream());
         assert_eq!(v.len(), 7);
         v
     }
@@ -256,35 +281,243 @@ pub(crate) mod tests {
         assert_eq!(got, want, "{path} differs (UPDATE_GOLDEN=1 rewrites it)");
     }
 
-    #[test]
-    fn golden_text() {
+    fn as_text(records: &[Record]) -> String {
         let mut s = text_header() + "\n";
-        for r in records() {
-            s.push_str(&to_text(&r));
+        for r in records {
+            s.push_str(&to_text(r));
             s.push('\n');
         }
-        golden("golden.txt", &s);
+        s
+    }
+
+    fn as_json(records: &[Record]) -> String {
+        records
+            .iter()
+            .map(|r| json::to_line(&to_json(r)) + "\n")
+            .collect()
+    }
+
+    fn as_csv(records: &[Record]) -> String {
+        let mut w = ::csv::Writer::from_writer(Vec::new());
+        w.write_record(CSV_COLUMNS).unwrap();
+        for r in records {
+            w.write_record(to_csv_row(r)).unwrap();
+        }
+        String::from_utf8(w.into_inner().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn golden_text() {
+        golden("golden.txt", &as_text(&records()));
     }
 
     #[test]
     fn golden_json() {
-        let s: String = records()
-            .iter()
-            .map(|r| to_json(r).to_string() + "\n")
-            .collect();
-        golden("golden.jsonl", &s);
+        golden("golden.jsonl", &as_json(&records()));
     }
 
     #[test]
     fn golden_csv() {
-        let mut w = ::csv::Writer::from_writer(Vec::new());
-        w.write_record(CSV_COLUMNS).unwrap();
-        for r in records() {
-            w.write_record(to_csv_row(&r)).unwrap();
+        golden("golden.csv", &as_csv(&records()));
+    }
+
+    /// Names nobody here chose, one per record: issue #16's (ESC [ 2 J " a , b LF 0xff 0xfe);
+    /// a space, a right-to-left override and a C1 CSI; a formula with DEL and a backslash; `-`;
+    /// nothing; valid UTF-8 with a zero-width space; and an interface name with ESC, an invalid
+    /// byte and a line separator.
+    pub const HOSTILE_NAMES: [&[u8]; 7] = [
+        b"\x1b[2J\"a,b\n\xff\xfe",
+        "a b\u{202e}\u{9b}x".as_bytes(),
+        b"=1+1 \x7f\\",
+        b"-",
+        b"",
+        "名前\u{200b}".as_bytes(),
+        b"e\x1bth\xff\xe2\x80\xa8",
+    ];
+
+    fn name16(b: &[u8]) -> [u8; 16] {
+        let mut n = [0u8; 16];
+        n[..b.len()].copy_from_slice(b);
+        n
+    }
+
+    /// Records that carry [`HOSTILE_NAMES`], in that order.
+    pub fn hostile_stream() -> Vec<u8> {
+        use crate::record::tests::{encode_at, udp_packet};
+        use tcplog_ctl::{rtype, Pod};
+        let t = 1_700_000_000_123_456_789u64;
+        let n = HOSTILE_NAMES.map(name16);
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let event = |seq: u64, comm: [u8; 16]| {
+            let e = EventBody {
+                sock_id: 7,
+                netns: 4026531840,
+                pid: 4242,
+                tid: 4242,
+                uid: 1000,
+                result: 0,
+                op: abi::op::TCP_CONNECT,
+                family: abi::AF_INET,
+                protocol: abi::IPPROTO_TCP,
+                sock_type: 1,
+                flags: 0,
+                lport: 40000,
+                rport: 8080,
+                laddr: v4,
+                raddr: v4,
+                comm,
+            };
+            encode_at(rtype::EVENT, seq, e.as_bytes(), t + seq)
+        };
+        let mark = |seq: u64, comm: [u8; 16]| {
+            let m = abi::MarkBody {
+                value: seq,
+                index: 0,
+                pid: 4242,
+                uid: 1000,
+                _pad: 0,
+                comm,
+            };
+            encode_at(rtype::MARK, seq, m.as_bytes(), t + seq)
+        };
+        let mut s = event(0, n[0]);
+        let summary = SummaryBody {
+            sock_id: 7,
+            start_ns: t - 1_000_000,
+            duration_ns: 1_000_000,
+            bytes_sent: 1,
+            bytes_received: 2,
+            segs_in: 3,
+            segs_out: 4,
+            retrans: 0,
+            srtt_us: 50,
+            netns: 4026531840,
+            pid: 4242,
+            uid: 1000,
+            flags: 0,
+            open: abi::open::ACTIVE,
+            close: abi::close::FIN,
+            family: abi::AF_INET,
+            lport: 40000,
+            rport: 8080,
+            _pad: 0,
+            laddr: v4,
+            raddr: v4,
+            comm: n[1],
+            pkts_in: 0,
+            pkts_out: 0,
+            ip_bytes_in: 0,
+            ip_bytes_out: 0,
+        };
+        s.extend(encode_at(rtype::SUMMARY, 1, summary.as_bytes(), t + 1));
+        let config = abi::ConfigBody {
+            item: abi::config_item::ENABLED,
+            pid: 4242,
+            uid: 0,
+            _pad: 0,
+            old: 0,
+            new: 1,
+            comm: n[2],
+        };
+        s.extend(encode_at(rtype::CONFIG, 2, config.as_bytes(), t + 2));
+        s.extend(mark(3, n[3]));
+        s.extend(mark(4, n[4]));
+        s.extend(event(5, n[5]));
+        // A packet on an interface of that name.
+        let Body::Packet(mut p, d) = one(&udp_packet(6, b"hi", 128, 1)).body else {
+            panic!("not a packet")
+        };
+        p.ifname = n[6];
+        let mut body = p.as_bytes().to_vec();
+        body.extend(&d);
+        s.extend(encode_at(rtype::PACKET, 6, &body, t + 6));
+        s
+    }
+
+    /// Every character of a line of output is printable: no C0 or C1 control, DEL, bidi or
+    /// invisible character, no line or paragraph separator.
+    fn printable(line: &str) -> bool {
+        !line.chars().any(crate::escape::is_unsafe)
+    }
+
+    #[test]
+    fn hostile_names_as_text() {
+        let recs = decode_all(&hostile_stream());
+        let s = as_text(&recs);
+        golden("hostile.txt", &s);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 1 + recs.len(), "exactly one line per record");
+        let header_cols = lines[0].split_whitespace().count();
+        for (line, name) in lines[1..].iter().zip(HOSTILE_NAMES) {
+            assert!(printable(line), "{line:?}");
+            // The name is one column, whatever it holds, and says which bytes it holds.
+            let col = if line.contains(" packet ") { 2 } else { 3 };
+            let word = line.split_whitespace().nth(col).unwrap();
+            assert_eq!(crate::escape::unescape_word(word).unwrap(), name, "{line}");
+            if !line.contains(" packet ") {
+                assert!(line.split_whitespace().count() >= header_cols - 1, "{line}");
+            }
         }
-        golden(
-            "golden.csv",
-            &String::from_utf8(w.into_inner().unwrap()).unwrap(),
+        assert!(
+            lines[1].contains(r" \x1b[2J\x22a,b\n\xff\xfe "),
+            "{}",
+            lines[1]
         );
+    }
+
+    #[test]
+    fn hostile_names_as_json() {
+        let recs = decode_all(&hostile_stream());
+        let s = as_json(&recs);
+        golden("hostile.jsonl", &s);
+        for (line, name) in s.lines().zip(HOSTILE_NAMES) {
+            assert!(printable(line), "{line:?}");
+            let v: Value = serde_json::from_str(line).unwrap();
+            let key = if v["type"] == "packet" {
+                "ifname"
+            } else {
+                "comm"
+            };
+            let shown = v[key].as_str().expect("a string");
+            // The exact bytes: the string's own when it is UTF-8, else the _hex field's.
+            let exact = match v.get(format!("{key}_hex")) {
+                Some(h) => {
+                    let h = h.as_str().unwrap();
+                    assert!(std::str::from_utf8(name).is_err(), "{line}");
+                    (0..h.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                        .collect()
+                }
+                None => shown.as_bytes().to_vec(),
+            };
+            assert_eq!(exact, name, "{line}");
+            assert_eq!(shown, String::from_utf8_lossy(name), "{line}");
+        }
+    }
+
+    #[test]
+    fn hostile_names_as_csv() {
+        let recs = decode_all(&hostile_stream());
+        let s = as_csv(&recs);
+        golden("hostile.csv", &s);
+        assert_eq!(s.lines().count(), 1 + recs.len(), "one row per line");
+        assert!(printable(&s.replace('\n', "")));
+        let mut rd = ::csv::Reader::from_reader(s.as_bytes());
+        let head = rd.headers().unwrap().clone();
+        for (row, name) in rd.records().zip(HOSTILE_NAMES) {
+            let row = row.unwrap();
+            let key = if &row[0] == "packet" {
+                "ifname"
+            } else {
+                "comm"
+            };
+            let i = head.iter().position(|h| h == key).unwrap();
+            assert_eq!(crate::escape::unescape(&row[i]).unwrap(), name);
+            for f in row.iter() {
+                assert!(!f.starts_with(['=', '+', '-', '@']), "formula {f:?}");
+            }
+        }
     }
 }

@@ -1,11 +1,15 @@
 //! Records as text for people: a header line, then one line per record in tcplife's columns.
+//!
+//! A record is always exactly one line of printable characters: names from outside are shown
+//! through [`escape::word`], one word each, whatever bytes they hold.
 
 use tcplog_ctl::{self as abi, EventBody, PacketBody, SummaryBody};
 
 use super::{direction_name, packet_view, rfc3339};
+use crate::escape::{self, until_nul};
 use crate::record::{
-    close_name, comm_str, config_item_name, errno_name, ip, op_name, open_name, proto_name,
-    type_name, Body, Record,
+    close_name, config_item_name, errno_name, ip, op_name, open_name, proto_name, type_name, Body,
+    Record,
 };
 
 /// A packet in the manner of ipmon: interface, rule, direction, endpoints, protocol, lengths,
@@ -19,7 +23,7 @@ fn packet_text(p: &PacketBody, d: &[u8]) -> String {
     };
     let mut s = format!(
         "{} @{} {} {} -> {} PR {} len {} {}",
-        comm_str(&p.ifname),
+        escape::word(until_nul(&p.ifname)),
         p.rule,
         direction_name(p.direction),
         end(v.saddr, v.sport),
@@ -68,7 +72,7 @@ fn columns(
     detail: &str,
 ) -> String {
     let (pid, comm) = match who {
-        Some((p, c)) => (p.to_string(), comm_str(c)),
+        Some((p, c)) => (p.to_string(), escape::word(until_nul(c))),
         None => ("-".into(), "-".into()),
     };
     let (la, lp, ra, rp) = match ends {

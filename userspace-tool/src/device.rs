@@ -4,6 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use tcplog_ctl::{self as abi, Pod};
 
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 /// An open descriptor of the tcplog device.
 pub struct Device {
     file: File,
-    path: String,
+    path: PathBuf,
 }
 
 /// How to open the device: read-only for reading records and querying, read-write for commands
@@ -24,7 +25,7 @@ pub enum Access {
 }
 
 impl Device {
-    pub fn open(path: &str, access: Access) -> Result<Self> {
+    pub fn open(path: &Path, access: Access) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(access == Access::ReadWrite)
@@ -37,7 +38,7 @@ impl Device {
                 io::ErrorKind::PermissionDenied => Error::Permission {
                     path: path.to_owned(),
                 },
-                _ => Error::io(format!("cannot open {path}"), e),
+                _ => Error::file("cannot open", path, e),
             })?;
         Ok(Device {
             file,
@@ -46,7 +47,7 @@ impl Device {
     }
 
     /// Opens the device and fails unless the module speaks this tool's ABI version.
-    pub fn open_checked(path: &str, access: Access) -> Result<Self> {
+    pub fn open_checked(path: &Path, access: Access) -> Result<Self> {
         let dev = Device::open(path, access)?;
         let module = dev.abi_version()?;
         if module != abi::ABI_VERSION {
@@ -58,21 +59,25 @@ impl Device {
         Ok(dev)
     }
 
-    pub fn path(&self) -> &str {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn fail(&self, what: &str, e: io::Error) -> Error {
+    fn fail(&self, what: &'static str, e: io::Error) -> Error {
         match e.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => Error::Permission {
                 path: self.path.clone(),
             },
-            _ => Error::io(format!("{what} on {}", self.path), e),
+            _ => Error::Device {
+                op: what,
+                path: self.path.clone(),
+                source: e,
+            },
         }
     }
 
     /// Issues an ioctl whose argument is a pointer to `T` (or none, for `_IO` commands).
-    fn ioctl<T>(&self, cmd: u32, what: &str, arg: *mut T) -> Result<()> {
+    fn ioctl<T>(&self, cmd: u32, what: &'static str, arg: *mut T) -> Result<()> {
         // SAFETY: `arg` is null (for commands without an argument) or points to a live, aligned
         // `T`, and each command transfers exactly `size_of::<T>()` bytes (encoded in `cmd`).
         let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), cmd as _, arg) };
@@ -82,7 +87,7 @@ impl Device {
         Ok(())
     }
 
-    fn get<T: Pod + Default>(&self, cmd: u32, what: &str) -> Result<T> {
+    fn get<T: Pod + Default>(&self, cmd: u32, what: &'static str) -> Result<T> {
         let mut v = T::default();
         self.ioctl(cmd, what, &mut v)?;
         Ok(v)

@@ -32,6 +32,8 @@
 //! JSON keeps the exact bytes instead: see `output::json`.
 
 use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// The bytes of a NUL-padded field (a command or interface name) up to its first NUL.
 pub fn until_nul(field: &[u8]) -> &[u8] {
@@ -118,6 +120,11 @@ pub fn word(bytes: &[u8]) -> String {
 /// A CSV field: as [`text`], and never taken for a spreadsheet formula.
 pub fn csv_field(bytes: &[u8]) -> String {
     escape(bytes, Mode::Csv)
+}
+
+/// A file name, as free text.
+pub fn path(p: &Path) -> String {
+    text(p.as_os_str().as_bytes())
 }
 
 /// Bytes as lowercase hexadecimal.

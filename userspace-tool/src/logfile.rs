@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use tcplog_ctl as abi;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FileProblem, Result};
 use crate::escape::{self, until_nul};
 use crate::record::{Decoder, Item, Record};
 
@@ -83,22 +83,19 @@ impl FileInfo {
     }
 
     /// Reads a header; says what is wrong with it otherwise.
-    pub fn decode(h: &[u8]) -> std::result::Result<Self, String> {
+    pub fn decode(h: &[u8]) -> std::result::Result<Self, HeaderError> {
         if h.len() < 8 || h[..8] != FILE_MAGIC {
-            return Err("not a tcplog log file (bad magic)".into());
+            return Err(HeaderError::BadMagic);
         }
         if h.len() < HEADER_LEN {
-            return Err(format!(
-                "{} bytes: too short for a tcplog file header",
-                h.len()
-            ));
+            return Err(HeaderError::TooShort { len: h.len() });
         }
         let u32_at = |o: usize| u32::from_ne_bytes(h[o..o + 4].try_into().unwrap());
         if u32_at(8) != BYTE_ORDER {
-            return Err("written on a machine of the other byte order".into());
+            return Err(HeaderError::ByteOrder);
         }
         if u32_at(16) as usize != HEADER_LEN {
-            return Err(format!("header length {} is not {HEADER_LEN}", u32_at(16)));
+            return Err(HeaderError::HeaderLength { len: u32_at(16) });
         }
         Ok(FileInfo {
             abi_version: u32_at(12),
@@ -107,6 +104,19 @@ impl FileInfo {
             kernel: until_nul(&h[96..161]).to_vec(),
         })
     }
+}
+
+/// What is wrong with a log file's header.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("not a tcplog log file (bad magic)")]
+    BadMagic,
+    #[error("{len} bytes: too short for a tcplog file header")]
+    TooShort { len: usize },
+    #[error("written on a machine of the other byte order")]
+    ByteOrder,
+    #[error("header length {len} is not {HEADER_LEN}")]
+    HeaderLength { len: u32 },
 }
 
 /// Writes a log file, rotating it when it would grow past `rotate` bytes: FILE is always the
@@ -137,9 +147,9 @@ impl LogWriter {
             .create(true)
             .truncate(true)
             .open(path)
-            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+            .map_err(|e| Error::file("cannot create", path, e))?;
         file.write_all(&FileInfo::here().encode())
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            .map_err(|e| Error::file("writing", path, e))?;
         Ok((file, HEADER_LEN as u64))
     }
 
@@ -154,8 +164,7 @@ impl LogWriter {
             let _ = fs::rename(name(i), name(i + 1));
         }
         if self.keep > 0 {
-            fs::rename(&self.path, name(1))
-                .map_err(|e| Error::io(format!("rotating {}", self.path.display()), e))?;
+            fs::rename(&self.path, name(1)).map_err(|e| Error::file("rotating", &self.path, e))?;
         }
         let (file, size) = Self::start(&self.path)?;
         self.file = file;
@@ -189,7 +198,7 @@ impl LogWriter {
     fn flush_range(&mut self, b: &[u8]) -> Result<()> {
         self.file
             .write_all(b)
-            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+            .map_err(|e| Error::file("writing", &self.path, e))?;
         self.size += b.len() as u64;
         Ok(())
     }
@@ -210,7 +219,8 @@ impl Damage {
     }
 
     /// One line per problem, for stderr.
-    pub fn describe(&self, path: &str) -> Vec<String> {
+    pub fn describe(&self, path: &Path) -> Vec<String> {
+        let path = escape::path(path);
         let mut out: Vec<String> = self
             .skipped
             .iter()
@@ -224,20 +234,23 @@ impl Damage {
 }
 
 /// Reads a whole log file: its header, its records, and what was wrong with it.
-pub fn read(path: &str) -> Result<(FileInfo, Vec<Record>, Damage)> {
+pub fn read(path: &Path) -> Result<(FileInfo, Vec<Record>, Damage)> {
+    let bad = |problem: FileProblem| Error::BadFile {
+        path: path.to_owned(),
+        problem,
+    };
     let bytes = fs::read(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::BadFile(format!("{path}: no such file")),
-        _ => Error::io(format!("cannot read {path}"), e),
+        io::ErrorKind::NotFound => bad(FileProblem::Missing),
+        _ => Error::file("cannot read", path, e),
     })?;
-    let info = FileInfo::decode(&bytes).map_err(|e| Error::BadFile(format!("{path}: {e}")))?;
+    let info = FileInfo::decode(&bytes).map_err(|e| bad(e.into()))?;
     if info.abi_version != abi::ABI_VERSION {
-        return Err(Error::BadFile(format!(
-            "{path}: its records are of ABI version {} (written on {}, kernel {}), this tool reads version {}",
-            info.abi_version,
-            escape::text(&info.host),
-            escape::text(&info.kernel),
-            abi::ABI_VERSION
-        )));
+        return Err(bad(FileProblem::AbiVersion {
+            file: info.abi_version,
+            tool: abi::ABI_VERSION,
+            host: info.host,
+            kernel: info.kernel,
+        }));
     }
     let body = &bytes[HEADER_LEN..];
     let mut dec = Decoder::new(body);
@@ -305,9 +318,13 @@ mod tests {
         assert_eq!(FileInfo::decode(&h).unwrap(), i);
         let mut bad = h;
         bad[0] = b'X';
-        assert!(FileInfo::decode(&bad).unwrap_err().contains("bad magic"));
+        assert!(FileInfo::decode(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("bad magic"));
         assert!(FileInfo::decode(&h[..100])
             .unwrap_err()
+            .to_string()
             .contains("too short"));
     }
 
@@ -324,7 +341,7 @@ mod tests {
         assert_eq!(FileInfo::decode(&h).unwrap().host, b"\x1b[2Jbox\nfake\xff");
         h[12..16].copy_from_slice(&(abi::ABI_VERSION + 1).to_ne_bytes());
         fs::write(&p, h).unwrap();
-        let e = read(p.to_str().unwrap()).unwrap_err().to_string();
+        let e = read(&p).unwrap_err().to_string();
         assert!(
             e.contains(r"(written on \x1b[2Jbox\nfake\xff, kernel 7.3\u{202e}\u{9b})"),
             "{e}"
@@ -342,7 +359,7 @@ mod tests {
         }
         w.write(&chunk).unwrap();
         drop(w);
-        let (info, recs, damage) = read(p.to_str().unwrap()).unwrap();
+        let (info, recs, damage) = read(&p).unwrap();
         assert_eq!(info.abi_version, abi::ABI_VERSION);
         assert_eq!(recs.len(), 10);
         assert!(damage.is_clean());
@@ -353,7 +370,7 @@ mod tests {
         bytes[HEADER_LEN + 2 * rec] ^= 0xff;
         bytes.truncate(bytes.len() - 30);
         fs::write(&p, &bytes).unwrap();
-        let (_, recs, damage) = read(p.to_str().unwrap()).unwrap();
+        let (_, recs, damage) = read(&p).unwrap();
         let seqs: Vec<u64> = recs.iter().map(|r| r.header.seq).collect();
         assert_eq!(seqs, [0, 1, 3, 4, 5, 6, 7, 8]);
         assert_eq!(
@@ -364,7 +381,12 @@ mod tests {
             damage.truncated,
             Some(((HEADER_LEN + 9 * rec) as u64, (rec - 30) as u64))
         );
-        let lines = damage.describe("f");
+        let lines = damage.describe(Path::new("f"));
+        let hostile = damage.describe(Path::new("f\u{1b}[2J\n"));
+        assert!(
+            hostile[0].starts_with(r"f\x1b[2J\n: 80 damaged bytes"),
+            "{hostile:?}"
+        );
         assert!(
             lines[0].contains("80 damaged bytes at offset 416"),
             "{lines:?}"
@@ -388,7 +410,7 @@ mod tests {
         let mut all = Vec::new();
         for name in [".2", ".1", ""] {
             let f = format!("{}{name}", p.display());
-            let (_, recs, damage) = read(&f).unwrap();
+            let (_, recs, damage) = read(Path::new(&f)).unwrap();
             assert!(damage.is_clean(), "{f}");
             assert!(fs::metadata(&f).unwrap().len() <= limit, "{f} too large");
             all.extend(recs.iter().map(|r| r.header.seq));

@@ -1,15 +1,15 @@
-//! Commands that change the module's state: enable, disable, flush, mark, config.
+//! Commands that show or change the module's state: enable, disable, flush, mark, config,
+//! events, filter, rules.
 
 use std::io::Write;
 use std::path::Path;
 
 use serde_json::json;
-
-use crate::output::json::to_line;
 use tcplog_ctl as abi;
 
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
+use crate::output::json::to_line;
 
 fn open_rw(path: &Path) -> Result<Device> {
     Device::open_checked(path, Access::ReadWrite)

@@ -1,4 +1,5 @@
-//! Filter criteria from the command line (`tcplog filter set`), and back to text.
+//! Filter criteria from the command line (`tcplog filter set`, and the selection of `dump`,
+//! `follow` and `read`), and back to text.
 
 use std::ffi::OsString;
 use std::net::IpAddr;

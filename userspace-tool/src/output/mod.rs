@@ -16,7 +16,7 @@ pub use self::csv::{to_csv_row, CSV_COLUMNS};
 pub use self::json::to_json;
 pub use self::text::{text_header, to_text};
 
-/// Output formats of `dump` and `follow`.
+/// Output formats of `dump`, `follow` and `read`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Aligned text, a line per record.

@@ -18,7 +18,10 @@
 //! - What the hooks keep: `module/conns.rs` (tracked connections), `module/summary.rs`
 //!   (connection summaries), `module/flows.rs` (IP-layer counters), `module/rules.rs` (packet
 //!   rules), `module/packet_log.rs` (packet records and repeats), `module/limits.rs`
-//!   (connection limits), `module/table.rs` (the bounded hash table they are all made of).
+//!   (connection limits), `module/mptcp.rs` (MPTCP connections and their subflows),
+//!   `module/table.rs` (the bounded hash table they are all made of).
+//! - `module/worker.rs`: what runs in process context or on a schedule (MPTCP summaries,
+//!   interim records).
 //! - Views of kernel objects, where the unsafe reads are: `module/sock.rs` (sockets),
 //!   `module/skb.rs` (packets, parsed by `module/parse.rs`), `module/identity.rs` (tasks);
 //!   `module/events.rs` builds events from them.
@@ -57,6 +60,8 @@ mod layout;
 mod limits;
 #[path = "module/log.rs"]
 mod log;
+#[path = "module/mptcp.rs"]
+mod mptcp;
 #[path = "module/netfilter.rs"]
 mod netfilter;
 #[path = "module/packet_log.rs"]
@@ -83,6 +88,8 @@ mod summary;
 mod table;
 #[path = "module/tcp_state.rs"]
 mod tcp_state;
+#[path = "module/worker.rs"]
+mod worker;
 
 module! {
     type: TcpLog,

@@ -14,7 +14,10 @@
 #include <linux/tcp.h>
 #include <linux/timer.h>
 #include <linux/tracepoint.h>
+#include <uapi/linux/mptcp.h>
+#include <linux/workqueue.h>
 #include <net/inet_sock.h>
+#include <net/mptcp.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
 #include <net/tcp_states.h>

@@ -51,6 +51,11 @@ pub(crate) struct Conn {
     pub(crate) established: bool,
     /// `TcpStats::seq_sent` when the connection was established: what the handshake took.
     pub(crate) sent_base: Option<u64>,
+    /// When it was established (`CLOCK_BOOTTIME`, ns); 0 before.
+    pub(crate) established_boot: u64,
+    /// A non-blocking connect's EINPROGRESS was reported: asking again (EALREADY, EISCONN)
+    /// is not reported, its outcome is.
+    pub(crate) in_progress_reported: bool,
     /// This side queued its FIN (it went through FIN_WAIT1 or LAST_ACK).
     pub(crate) fin_queued: bool,
     /// A non-blocking connect returned EINPROGRESS: its outcome is reported later.
@@ -60,6 +65,31 @@ pub(crate) struct Conn {
     pub(crate) closed: Option<Closed>,
     /// Counted against a rule's connection limit (passive connections).
     pub(crate) limit: Option<LimitRef>,
+    /// An MPTCP connection (its socket is an `mptcp_sock`, never read as TCP).
+    pub(crate) mptcp: bool,
+    /// What the last interim record said, for the next one's deltas.
+    pub(crate) last_interim: Option<Interim>,
+}
+
+/// What an interim record reported: where the next one's deltas start.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Interim {
+    pub(crate) at_ns: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) pkts_in: u64,
+    pub(crate) pkts_out: u64,
+    pub(crate) ip_bytes_in: u64,
+    pub(crate) ip_bytes_out: u64,
+}
+
+/// An open TCP connection now: what interim records and `TCPLOG_IOC_GET_CONNS` report.
+#[derive(Clone, Copy)]
+pub(crate) struct Open {
+    pub(crate) key: usize,
+    pub(crate) conn: Conn,
+    pub(crate) now: Closed,
+    pub(crate) state: u8,
 }
 
 /// The tracked connections, under an IRQ-safe lock (the hooks run in softirq context too).
@@ -132,6 +162,40 @@ impl Conns {
             Some(c) if c.closed.is_some() => t.remove(&key, h),
             _ => None,
         }
+    }
+
+    /// Snapshots open, established TCP connections from slot `from` on into `out`; returns how
+    /// many, and where to resume (`None`: the whole table was seen).
+    pub(crate) fn open_batch(&self, from: usize, out: &mut [Option<Open>]) -> (usize, Option<usize>) {
+        let mut n = 0;
+        let mut t = self.table.lock();
+        let end_boot = crate::clock::boot_ns();
+        let next = t.walk(from, 4 * out.len(), |&key, c| {
+            if !c.established || c.closed.is_some() || c.mptcp {
+                return true;
+            }
+            // SAFETY: A tracked TCP socket is alive while its entry exists: `tcp_destroy_sock`
+            // removes the entry under this lock before the socket is freed, and the lock is held.
+            let Some(tcp) = unsafe { crate::sock::Sock::from_ptr(key as *const crate::bindings::sock) }
+                .and_then(|s| s.tcp())
+            else {
+                return true;
+            };
+            out[n] = Some(Open {
+                key,
+                conn: *c,
+                now: Closed {
+                    end_boot,
+                    info: tcp.inet().info(&self.keys),
+                    stats: tcp.stats(),
+                    err: 0,
+                },
+                state: tcp.sock().state(),
+            });
+            n += 1;
+            n < out.len()
+        });
+        (n, next)
     }
 
     /// Forgets every connection, in constant time.

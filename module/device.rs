@@ -116,6 +116,8 @@ macro_rules! user_copyable {
 }
 
 user_copyable!(
+    abi::ConnQuery,
+    abi::InterimBody,
     abi::Config,
     abi::Mark,
     abi::Status,
@@ -167,6 +169,30 @@ fn opener_may_change_state(file: &File) -> bool {
             bindings::CAP_NET_ADMIN as c_int,
         )
     }
+}
+
+/// Writes up to `max` entries about the open TCP connections to the user array at `buf`;
+/// returns how many.
+fn list_conns(log: &crate::log::Log, buf: usize, max: u32) -> Result<u32> {
+    let size = size_of::<abi::InterimBody>();
+    let len = (max as usize).checked_mul(size).ok_or(EINVAL)?;
+    let mut out = UserSlice::new(UserPtr::from_addr(buf), len).writer();
+    let mut written = 0u32;
+    let mut from = Some(0);
+    while let Some(start) = from {
+        if written == max {
+            break;
+        }
+        let mut batch = [None; 16];
+        let room = ((max - written) as usize).min(batch.len());
+        let (n, next) = log.conns.open_batch(start, &mut batch[..room]);
+        for o in batch[..n].iter().flatten() {
+            out.write(&crate::worker::interim(log, o))?;
+            written += 1;
+        }
+        from = next;
+    }
+    Ok(written)
 }
 
 /// Handles one ioctl of a descriptor.
@@ -237,6 +263,15 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
             }
             log.mark(mark.value, mark.count, &Identity::current());
             Ok(0)
+        }
+        abi::TCPLOG_IOC_GET_CONNS => {
+            let mut q: abi::ConnQuery = read_arg(arg)?;
+            if q._pad != 0 || q.written != 0 || q.tracked != 0 {
+                return Err(EINVAL);
+            }
+            q.written = list_conns(log, q.buf as usize, q.max)?;
+            q.tracked = log.conns.counts().1 as u32;
+            write_arg(arg, &q)
         }
         abi::FIONREAD => {
             let n = i32::try_from(reader.available()).unwrap_or(i32::MAX);

@@ -58,6 +58,20 @@ pub(crate) fn errno_of(ret: i32) -> i32 {
 
 /// Writes an event about socket `info`, if the mask and filter let it through.
 pub(crate) fn emit(log: &Log, op: u16, info: &SockInfo, result: i32, flags: u16, who: &Who) {
+    emit_with_latency(log, op, info, result, flags, who, 0);
+}
+
+/// As [`emit`], for a connect's outcome `latency_ns` after the call.
+pub(crate) fn emit_with_latency(
+    log: &Log,
+    op: u16,
+    info: &SockInfo,
+    result: i32,
+    flags: u16,
+    who: &Who,
+    latency_ns: u64,
+) {
+    let mptcp = if info.mptcp { abi::EVF_MPTCP } else { 0 };
     let e = EventBody {
         sock_id: info.sock_id,
         netns: info.netns,
@@ -69,12 +83,16 @@ pub(crate) fn emit(log: &Log, op: u16, info: &SockInfo, result: i32, flags: u16,
         family: info.family,
         protocol: info.protocol,
         sock_type: info.sock_type,
-        flags: flags | who.flags,
+        flags: flags | who.flags | mptcp,
         lport: info.lport,
         rport: info.rport,
         laddr: info.laddr,
         raddr: info.raddr,
         comm: who.id.comm,
+        ppid: who.id.ppid,
+        _pad: 0,
+        cgroup_id: who.id.cgroup_id,
+        latency_ns,
     };
     log.event(&e);
 }

@@ -99,11 +99,27 @@ pub(crate) struct FlowCounts {
     pub(crate) pkts_out: u64,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
+    /// From the first SYN to the first packet carrying data out / in, ns.
+    pub(crate) first_tx_ns: Option<u64>,
+    pub(crate) first_rx_ns: Option<u64>,
+    /// The longest time between two packets, either way, ns.
+    pub(crate) max_idle_ns: u64,
+}
+
+/// When things happened to a flow (`CLOCK_BOOTTIME`, ns).
+#[derive(Clone, Copy, Default)]
+struct Times {
+    start: u64,
+    last: u64,
+    first_tx: Option<u64>,
+    first_rx: Option<u64>,
+    max_idle: u64,
 }
 
 #[derive(Clone, Copy, Default)]
 struct Flow {
     counts: FlowCounts,
+    times: Times,
     /// The initial sequence number of the SYN that started the flow.
     isn: u32,
     /// The socket that owns it, once confirmed (its address; 0 before).
@@ -118,9 +134,13 @@ pub(crate) struct FlowPacket {
     pub(crate) inbound: bool,
     /// IP bytes, headers included.
     pub(crate) bytes: u64,
+    /// It carries data (payload beyond the headers).
+    pub(crate) data: bool,
     /// A connection's first segment: SYN without ACK.
     pub(crate) first_syn: bool,
     pub(crate) seq: u32,
+    /// When it was seen (`CLOCK_BOOTTIME`, ns).
+    pub(crate) now: u64,
 }
 
 /// Slots looked at, at most, for a handshake to evict.
@@ -160,7 +180,7 @@ impl Flows {
         if let Some(f) = t.get_mut(key, h) {
             let restart = p.first_syn && p.seq != f.isn && (!f.confirmed || f.closed);
             if !restart {
-                add(&mut f.counts, p);
+                add(f, p);
                 return;
             }
         } else if !p.first_syn {
@@ -169,9 +189,14 @@ impl Flows {
         }
         let mut flow = Flow {
             isn: p.seq,
+            times: Times {
+                start: p.now,
+                last: p.now,
+                ..Times::default()
+            },
             ..Flow::default()
         };
-        add(&mut flow.counts, p);
+        add(&mut flow, p);
         if t.insert(*key, h, flow).is_ok() {
             return;
         }
@@ -209,7 +234,16 @@ impl Flows {
         let h = self.hash(key);
         let mut t = self.table.lock();
         match t.get_mut(key, h) {
-            Some(f) if f.confirmed && f.owner == owner => t.remove(key, h).map(|f| f.counts),
+            Some(f) if f.confirmed && f.owner == owner => t.remove(key, h).map(|f| f.result()),
+            _ => None,
+        }
+    }
+
+    /// The counts so far of the flow socket `owner` confirmed (for interim records).
+    pub(crate) fn peek(&self, key: &FlowKey, owner: usize) -> Option<FlowCounts> {
+        let h = self.hash(key);
+        match self.table.lock().get_mut(key, h) {
+            Some(f) if f.confirmed && f.owner == owner => Some(f.result()),
             _ => None,
         }
     }
@@ -240,13 +274,36 @@ impl Flows {
     }
 }
 
-fn add(c: &mut FlowCounts, p: &FlowPacket) {
+fn add(f: &mut Flow, p: &FlowPacket) {
+    let (c, t) = (&mut f.counts, &mut f.times);
     if p.inbound {
         c.pkts_in += 1;
         c.bytes_in += p.bytes;
     } else {
         c.pkts_out += 1;
         c.bytes_out += p.bytes;
+    }
+    if p.data {
+        let first = if p.inbound {
+            &mut t.first_rx
+        } else {
+            &mut t.first_tx
+        };
+        first.get_or_insert(p.now);
+    }
+    t.max_idle = t.max_idle.max(p.now.saturating_sub(t.last));
+    t.last = t.last.max(p.now);
+}
+
+impl Flow {
+    fn result(&self) -> FlowCounts {
+        let t = &self.times;
+        FlowCounts {
+            first_tx_ns: t.first_tx.map(|f| f.saturating_sub(t.start)),
+            first_rx_ns: t.first_rx.map(|f| f.saturating_sub(t.start)),
+            max_idle_ns: t.max_idle,
+            ..self.counts
+        }
     }
 }
 
@@ -264,8 +321,10 @@ mod tests {
         FlowPacket {
             inbound,
             bytes,
+            data: bytes > 60,
             first_syn,
             seq,
+            now: bytes * 1000,
         }
     }
 
@@ -284,6 +343,7 @@ mod tests {
         f.confirm(&key(1), 0x1000);
         let c = f.take(&key(1), 0x1000).ok_or(EINVAL)?;
         assert_eq!((c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out), (2, 112, 1, 60));
+        assert!(c.first_tx_ns.is_none() && c.first_rx_ns.is_none());
         assert_eq!(f.counts().1, 0);
         Ok(())
     }

@@ -2,6 +2,7 @@
 /*
  * One-line wrappers of static inline functions and macros that Rust cannot call.
  */
+#include <linux/cgroup.h>
 #include <linux/ftrace.h>
 #include <linux/jiffies.h>
 #include <linux/preempt.h>
@@ -9,6 +10,7 @@
 #include <linux/skbuff.h>
 #include <linux/timer.h>
 #include <linux/tracepoint.h>
+#include <linux/workqueue.h>
 #include <net/sock.h>
 
 #include "helpers.h"
@@ -59,4 +61,49 @@ void tcplog_timer_setup(struct timer_list *timer, void (*fn)(struct timer_list *
 int tcplog_timer_arm(struct timer_list *timer, unsigned int msecs)
 {
 	return mod_timer(timer, jiffies + msecs_to_jiffies(msecs));
+}
+
+void tcplog_work_setup(struct delayed_work *dwork, void (*fn)(struct work_struct *))
+{
+	INIT_DELAYED_WORK(dwork, fn);
+}
+
+bool tcplog_work_queue(struct delayed_work *dwork, unsigned int msecs)
+{
+	return mod_delayed_work(system_wq, dwork, msecs_to_jiffies(msecs));
+}
+
+u64 tcplog_current_cgroup_id(void)
+{
+	u64 id;
+
+	rcu_read_lock();
+	id = cgroup_id(task_dfl_cgroup(current));
+	rcu_read_unlock();
+	return id;
+}
+
+int tcplog_current_ppid(void)
+{
+	return task_ppid_nr(current);
+}
+
+void tcplog_sock_hold(struct sock *sk)
+{
+	sock_hold(sk);
+}
+
+void tcplog_sock_put(struct sock *sk)
+{
+	sock_put(sk);
+}
+
+u32 tcplog_jiffies32(void)
+{
+	return (u32)jiffies;
+}
+
+unsigned int tcplog_hz(void)
+{
+	return HZ;
 }

@@ -18,6 +18,7 @@ use kernel::{
 
 use crate::identity::Identity;
 use crate::log::Log;
+use crate::mptcp;
 use crate::netfilter::NetHooks;
 use crate::probes::{self, FProbe, Hook, TracepointProbe};
 use crate::socket_ops;
@@ -55,6 +56,17 @@ impl Armed {
         self.probe::<socket_ops::DgramConnect>(log)?;
         self.probe::<socket_ops::Autobind>(log)?;
         self.probe::<socket_ops::Release>(log)?;
+        let optional: [fn(&mut Self, &Arc<Log>) -> Result; 5] = [
+            Self::probe::<socket_ops::MptcpBind>,
+            Self::probe::<socket_ops::MptcpListen>,
+            Self::probe::<socket_ops::MptcpAccept>,
+            Self::probe::<mptcp::SubflowCreate>,
+            Self::probe::<mptcp::CloneInit>,
+        ];
+        for probe in optional {
+            // A kernel without MPTCP lacks these: its sockets cannot be made there anyway.
+            let _ = probe(self, log);
+        }
         // SAFETY: `Hooks` keeps `log` alive until after these probes are dropped and the
         // tracepoints synchronised (`Armed` is dropped in `Hooks::disarm` and in `Hooks`' drop,
         // both before `Hooks::log`).
@@ -155,7 +167,9 @@ impl Hooks {
     /// Disarms everything for good: after this, no handler runs or will run.
     pub(crate) fn shutdown(&self) {
         drop(self.armed.lock().take());
-        // The repeat timer is armed by the packet hooks, which are gone now.
+        // The worker and the repeat timer are kicked or armed by the hooks, gone now.
+        self.log.worker.shutdown();
+        self.log.mptcp.drop_closed();
         self.log.packets.shutdown(&self.log);
     }
 }

@@ -6,7 +6,7 @@ use kernel::{bindings, current};
 
 use crate::abi::COMM_LEN;
 
-/// A process's id, thread id, real uid and command name.
+/// A process's id, thread id, parent's id, real uid, cgroup and command name.
 ///
 /// Ids are global: pids as the initial pid namespace numbers them, uids as the initial user
 /// namespace does, so records from containers stay comparable.
@@ -14,7 +14,10 @@ use crate::abi::COMM_LEN;
 pub(crate) struct Identity {
     pub(crate) pid: u32,
     pub(crate) tid: u32,
+    pub(crate) ppid: u32,
     pub(crate) uid: u32,
+    /// The cgroup (v2) id: the inode number of its directory in the cgroup filesystem.
+    pub(crate) cgroup_id: u64,
     pub(crate) comm: [u8; COMM_LEN],
 }
 
@@ -49,10 +52,20 @@ impl Identity {
         }
         // The last byte is always NUL, whatever a torn copy produced.
         comm[COMM_LEN - 1] = 0;
+        // SAFETY: Both read the running task (its parent and cgroup under RCU, which the
+        // helpers take); callable from any context.
+        let (ppid, cgroup_id) = unsafe {
+            (
+                crate::bindings::tcplog_current_ppid(),
+                crate::bindings::tcplog_current_cgroup_id(),
+            )
+        };
         Identity {
             pid: task.tgid() as u32,
             tid: task.pid() as u32,
+            ppid: ppid as u32,
             uid,
+            cgroup_id,
             comm,
         }
     }

@@ -16,7 +16,9 @@
 #include <linux/tracepoint.h>
 #include <net/inet_sock.h>
 #include <net/net_namespace.h>
+#include <linux/workqueue.h>
 #include <net/sock.h>
+#include <uapi/linux/mptcp.h>
 
 #include "helpers.h"
 
@@ -50,6 +52,13 @@ const struct tcplog_layout_item tcplog_layout[] = {
 	F(tcp_sock, segs_out, segs_out),
 	F(tcp_sock, total_retrans, total_retrans),
 	F(tcp_sock, srtt_us, srtt_us),
+	F(tcp_sock, rtt_min, rtt_min),
+	F(tcp_sock, rate_delivered, rate_delivered),
+	F(tcp_sock, rate_interval_us, rate_interval_us),
+	F(tcp_sock, mss_cache, mss_cache),
+	F(tcp_sock, chrono_start, chrono_start),
+	F(tcp_sock, chrono_stat, chrono_stat),
+	F(tcp_sock, chrono_type, chrono_type),
 	F(socket, sk, sk),
 	F(sk_buff, len, len),
 	F(net_device, name, name),
@@ -76,6 +85,12 @@ const struct tcplog_layout_item tcplog_layout[] = {
 	S(fprobe),
 	F(tracepoint, name, name),
 	S(timer_list),
+	F(delayed_work, work, work),
+	S(delayed_work),
+	F(mptcp_info, mptcpi_retransmits, mptcpi_retransmits),
+	F(mptcp_info, mptcpi_bytes_sent, mptcpi_bytes_sent),
+	F(mptcp_info, mptcpi_bytes_received, mptcpi_bytes_received),
+	S(mptcp_info),
 };
 
 const unsigned int tcplog_layout_len = ARRAY_SIZE(tcplog_layout);

@@ -64,6 +64,13 @@ const RUST: &[(&str, usize)] = &[
     ("tcp_sock.segs_out", offset_of!(b::tcp_sock, segs_out)),
     ("tcp_sock.total_retrans", offset_of!(b::tcp_sock, total_retrans)),
     ("tcp_sock.srtt_us", offset_of!(b::tcp_sock, srtt_us)),
+    ("tcp_sock.rtt_min", offset_of!(b::tcp_sock, rtt_min)),
+    ("tcp_sock.rate_delivered", offset_of!(b::tcp_sock, rate_delivered)),
+    ("tcp_sock.rate_interval_us", offset_of!(b::tcp_sock, rate_interval_us)),
+    ("tcp_sock.mss_cache", offset_of!(b::tcp_sock, mss_cache)),
+    ("tcp_sock.chrono_start", offset_of!(b::tcp_sock, chrono_start)),
+    ("tcp_sock.chrono_stat", offset_of!(b::tcp_sock, chrono_stat)),
+    ("tcp_sock.chrono_type", offset_of!(b::tcp_sock, chrono_type)),
     ("socket.sk", offset_of!(b::socket, sk)),
     ("sk_buff.len", offset_of!(b::sk_buff, len)),
     ("net_device.name", offset_of!(b::net_device, name)),
@@ -90,6 +97,21 @@ const RUST: &[(&str, usize)] = &[
     ("fprobe", size_of::<b::fprobe>()),
     ("tracepoint.name", offset_of!(b::tracepoint, name)),
     ("timer_list", size_of::<b::timer_list>()),
+    ("delayed_work.work", offset_of!(b::delayed_work, work)),
+    ("delayed_work", size_of::<b::delayed_work>()),
+    (
+        "mptcp_info.mptcpi_retransmits",
+        offset_of!(b::mptcp_info, mptcpi_retransmits),
+    ),
+    (
+        "mptcp_info.mptcpi_bytes_sent",
+        offset_of!(b::mptcp_info, mptcpi_bytes_sent),
+    ),
+    (
+        "mptcp_info.mptcpi_bytes_received",
+        offset_of!(b::mptcp_info, mptcpi_bytes_received),
+    ),
+    ("mptcp_info", size_of::<b::mptcp_info>()),
 ];
 
 /// The kernel's side, from `module/layout.c`.

@@ -27,6 +27,8 @@ use crate::flows::Flows;
 use crate::identity::Identity;
 use crate::keys::HashKeys;
 use crate::limits::Limits;
+use crate::mptcp::Mptcp;
+use crate::worker::Worker;
 use crate::packet_log::PacketLog;
 use crate::ring::{Cursor, ReadError, Ring};
 use crate::rules::Rules;
@@ -59,6 +61,13 @@ pub(crate) struct Log {
     /// Packet records and their repeats.
     #[pin]
     pub(crate) packets: PacketLog,
+    /// MPTCP's subflow links and pending summaries.
+    #[pin]
+    pub(crate) mptcp: Mptcp,
+    /// What runs in process context or on a schedule.
+    #[pin]
+    pub(crate) worker: Worker,
+    interim_s: Atomic<u32>,
     filtered: Atomic<u64>,
     dropped: Atomic<u64>,
     packets_malformed: Atomic<u64>,
@@ -79,6 +88,7 @@ impl Log {
         let flows = Flows::new(max_conns, keys)?;
         let limits = Limits::new(keys)?;
         let packets = PacketLog::new()?;
+        let mptcp = Mptcp::new(max_conns, keys)?;
         let rules = Rules::new()?;
         let cfg = abi::Config::DEFAULT;
         Arc::pin_init(
@@ -94,6 +104,9 @@ impl Log {
                 rules,
                 limits <- limits,
                 packets <- packets,
+                mptcp <- mptcp,
+                worker <- Worker::new(),
+                interim_s: Atomic::new(cfg.interim_s),
                 filtered: Atomic::new(0),
                 dropped: Atomic::new(0),
                 packets_malformed: Atomic::new(0),
@@ -170,6 +183,8 @@ impl Log {
         self.conns.clear();
         self.flows.clear();
         self.limits.clear();
+        self.mptcp.clear();
+        self.mptcp.drop_closed();
         self.packets.flush(self);
     }
 
@@ -178,7 +193,8 @@ impl Log {
         self.enabled() && self.event_mask.load(Relaxed) & (1 << op) != 0
     }
 
-    fn passes(&self, s: &Subject<'_>) -> bool {
+    /// Whether the filter lets a record about `s` through (counted if not).
+    pub(crate) fn passes(&self, s: &Subject<'_>) -> bool {
         if !self.filter_on.load(Relaxed) || self.filter.lock().matches(s) {
             return true;
         }
@@ -208,6 +224,11 @@ impl Log {
 
     pub(crate) fn snap_len(&self) -> u32 {
         self.snap_len.load(Relaxed)
+    }
+
+    /// Seconds between interim records; 0 for none.
+    pub(crate) fn interim_s(&self) -> u32 {
+        self.interim_s.load(Relaxed)
     }
 
     /// Counts a packet whose IP header is malformed.
@@ -265,6 +286,7 @@ impl Log {
             event_mask: self.event_mask.load(Relaxed),
             options: self.options.load(Relaxed),
             snap_len: self.snap_len.load(Relaxed),
+            interim_s: self.interim_s.load(Relaxed),
             ..abi::Config::DEFAULT
         }
     }
@@ -279,6 +301,10 @@ impl Log {
         self.event_mask.store(new.event_mask, Relaxed);
         self.options.store(new.options, Relaxed);
         self.snap_len.store(new.snap_len, Relaxed);
+        self.interim_s.store(new.interim_s, Relaxed);
+        if old.interim_s != new.interim_s {
+            self.worker.interim_changed();
+        }
         let changes = [
             (config_item::EVENT_MASK, old.event_mask, new.event_mask),
             (config_item::OPTIONS, old.options, new.options),
@@ -286,6 +312,11 @@ impl Log {
                 config_item::SNAP_LEN,
                 u64::from(old.snap_len),
                 u64::from(new.snap_len),
+            ),
+            (
+                config_item::INTERIM,
+                u64::from(old.interim_s),
+                u64::from(new.interim_s),
             ),
         ];
         for (item, was, now) in changes {

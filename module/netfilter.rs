@@ -190,8 +190,10 @@ fn count_flow(log: &Log, p: &Parsed, dir: u8, netns: u32) {
         &FlowPacket {
             inbound,
             bytes: u64::from(p.len),
+            data: p.orig_len as usize > p.ip_hlen + p.l4_hlen,
             first_syn: p.tcp_flags & syn_ack == abi::tcp_flag::SYN,
             seq: p.seq,
+            now: crate::clock::boot_ns(),
         },
     );
 }

@@ -55,6 +55,12 @@ impl Regs<'_> {
         self.arg(n) as u32 as i32
     }
 
+    /// The return value, as a machine word (valid at return).
+    pub(crate) fn ret(&self) -> usize {
+        // SAFETY: By the type invariant `fregs` is valid.
+        unsafe { bindings::tcplog_fregs_return(self.fregs) as usize }
+    }
+
     /// The return value of a function returning `int` (valid at return), read likewise.
     pub(crate) fn ret_int(&self) -> i32 {
         // SAFETY: By the type invariant `fregs` is valid.
@@ -68,6 +74,9 @@ pub(crate) trait Hook {
     const SYMBOLS: &'static [&'static CStr];
     /// Whether [`Hook::exit`] runs: only then is `Data` kept from entry to exit.
     const HAS_EXIT: bool;
+    /// Whether the functions may be missing from a kernel (MPTCP's): then the hook is left out
+    /// without an error.
+    const OPTIONAL: bool = false;
     /// What entry hands to exit.
     type Data: Copy + Default;
 
@@ -134,8 +143,14 @@ impl FProbe {
                 let r = to_result(unsafe {
                     bindings::register_fprobe_syms(slot, syms.as_mut_ptr(), n as c_int)
                 });
-                if let Err(e) = r {
-                    pr_err!("cannot probe {}: {:?}; is it in this kernel?\n", H::SYMBOLS[0], e);
+                match r {
+                    Err(e) if H::OPTIONAL => {
+                        pr_info!("not probing {} ({:?}): left out\n", H::SYMBOLS[0], e);
+                    }
+                    Err(e) => {
+                        pr_err!("cannot probe {}: {:?}; is it in this kernel?\n", H::SYMBOLS[0], e);
+                    }
+                    Ok(()) => {}
                 }
                 r
             }),

@@ -218,16 +218,19 @@ impl<'a> InetSock<'a> {
             };
             let net = rd!(c.skc_net.net);
             let (ty, proto) = (rd!((*sk).sk_type), rd!((*sk).sk_protocol));
+            let mptcp = proto == IPPROTO_MPTCP;
             SockInfo {
                 sock_id: keys.sock_id(sk as usize),
+                mptcp,
                 netns: if net.is_null() {
                     0
                 } else {
                     rd!((*net).ns.inum)
                 },
                 family,
-                // Only TCP and UDP sockets are described; the byte holds their numbers whole.
-                protocol: proto as u8,
+                // Only TCP, MPTCP (TCP on the wire) and UDP sockets are described; the byte holds
+                // their IP protocol numbers whole.
+                protocol: if mptcp { IPPROTO_TCP as u8 } else { proto as u8 },
                 sock_type: ty as u8,
                 // `inet_sport`, not `inet_num`: the kernel clears the latter when it unhashes a
                 // socket at close, and records about closing sockets still need the port.
@@ -268,7 +271,29 @@ impl<'a> TcpSock<'a> {
             let flags = rd!((*sk).__sk_common.__bindgen_anon_5.skc_flags);
             let fin_received = flags & (1 << bindings::sock_flags_SOCK_DONE) != 0;
             let (una, nxt) = (rd!((*tp).snd_una), rd!((*tp).snd_nxt));
+            // tcp_info's chronographs: jiffies busy, receive-window limited, send-buffer limited,
+            // the one running now counted up to now.
+            let mut chrono = rd!((*tp).chrono_stat).map(u64::from);
+            let running = usize::from(rd!((*tp).chrono_type));
+            if (1..=3).contains(&running) {
+                let now = bindings::tcplog_jiffies32();
+                chrono[running - 1] += u64::from(now.wrapping_sub(rd!((*tp).chrono_start)));
+            }
+            let us_per_jiffy = 1_000_000 / u64::from(bindings::tcplog_hz().max(1));
+            let chrono = chrono.map(|j| j * us_per_jiffy);
+            let (rate, interval) = (rd!((*tp).rate_delivered), rd!((*tp).rate_interval_us));
+            let delivery_rate = if rate != 0 && interval != 0 {
+                u64::from(rate) * u64::from(rd!((*tp).mss_cache)) * 1_000_000 / u64::from(interval)
+            } else {
+                0
+            };
+            let min_rtt = rd!((*tp).rtt_min.s[0].v);
             TcpStats {
+                min_rtt_us: if min_rtt == u32::MAX { 0 } else { min_rtt },
+                delivery_rate,
+                busy_us: chrono.iter().sum(),
+                rwnd_limited_us: chrono[1],
+                sndbuf_limited_us: chrono[2],
                 bytes_sent: rd!((*tp).bytes_sent).saturating_sub(rd!((*tp).bytes_retrans)),
                 seq_sent: rd!((*tp).bytes_acked).wrapping_add(u64::from(nxt.wrapping_sub(una))),
                 all_sent: nxt == rd!((*tp).write_seq),
@@ -287,6 +312,8 @@ impl<'a> TcpSock<'a> {
 #[derive(Clone, Copy, Default)]
 pub(crate) struct SockInfo {
     pub(crate) sock_id: u64,
+    /// An MPTCP socket (`protocol` is then TCP's).
+    pub(crate) mptcp: bool,
     pub(crate) netns: u32,
     pub(crate) family: u16,
     pub(crate) protocol: u8,
@@ -314,6 +341,15 @@ pub(crate) struct TcpStats {
     pub(crate) segs_out: u32,
     pub(crate) retrans: u32,
     pub(crate) srtt_us: u32,
+    /// Minimum RTT seen, µs (0: none yet).
+    pub(crate) min_rtt_us: u32,
+    /// The last delivery-rate sample, bytes/s.
+    pub(crate) delivery_rate: u64,
+    /// tcp_info's chronographs, µs: busy (data outstanding), and of that limited by the
+    /// receive window or the send buffer.
+    pub(crate) busy_us: u64,
+    pub(crate) rwnd_limited_us: u64,
+    pub(crate) sndbuf_limited_us: u64,
 }
 
 fn v4(addr: u32) -> [u8; 16] {

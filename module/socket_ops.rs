@@ -16,6 +16,7 @@
 use crate::abi::{self, op};
 use crate::bindings::{self, sock, socket};
 use crate::events::{self, errno_of, Who};
+use crate::clock;
 use crate::log::Log;
 use crate::probes::{Hook, Regs};
 use crate::sock::{InetSock, Kind, Sock};
@@ -69,7 +70,7 @@ unsafe fn endpoint(sa: usize, len: i32) -> Endpoint {
     e
 }
 
-/// A process's TCP or UDP socket, with the operation to report for each protocol.
+/// A process's TCP (or MPTCP) or UDP socket, with the operation to report for each protocol.
 fn user_socket(sk: Option<Sock<'_>>, tcp: u16, udp: u16) -> Option<(InetSock<'_>, u16)> {
     let sk = sk?;
     if sk.is_kernel() {
@@ -77,7 +78,7 @@ fn user_socket(sk: Option<Sock<'_>>, tcp: u16, udp: u16) -> Option<(InetSock<'_>
     }
     let inet = sk.inet()?;
     let op = match inet.kind() {
-        Kind::Tcp if tcp != 0 => tcp,
+        Kind::Tcp | Kind::Mptcp if tcp != 0 => tcp,
         Kind::Udp if udp != 0 => udp,
         _ => return None,
     };
@@ -128,11 +129,13 @@ impl Hook for Create {
     }
 }
 
-/// Per-call data of bind, listen and connect: the socket, and the endpoint asked for.
+/// Per-call data of bind, listen and connect: the socket, the endpoint asked for, and when
+/// the call began (`CLOCK_BOOTTIME`).
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Call {
     sk: usize,
     req: Endpoint,
+    start: u64,
 }
 
 /// `inet_bind(sock, uaddr, addr_len)`, `inet6_bind(...)`. A failed bind reports the endpoint
@@ -245,12 +248,16 @@ enum Outcome {
     Established,
     /// Failed already.
     Failed,
+    /// A call that only asked about a connection in progress: not reported.
+    Asked,
     /// Nothing more to say.
     Done,
 }
 
-/// `inet_stream_connect(sock, uaddr, addr_len, flags)`: TCP connect. A connect still in
-/// progress (`EINPROGRESS`) is reported again with its outcome, flagged `async`.
+/// `inet_stream_connect(sock, uaddr, addr_len, flags)`: TCP and MPTCP connect. A connect still
+/// in progress (`EINPROGRESS`) is reported again with its outcome, flagged `async`; calls that
+/// then only ask about it (`EALREADY`, `EISCONN`: a program polling, or io_uring retrying for
+/// its caller) are not reported.
 pub(crate) struct Connect;
 
 impl Hook for Connect {
@@ -268,6 +275,7 @@ impl Hook for Connect {
             return false;
         }
         call.sk = inet.sock().addr();
+        call.start = clock::boot_ns();
         // SAFETY: Argument 1 is the kernel's copy of the address, of argument 2's length.
         call.req = unsafe { endpoint(regs.arg(1), regs.arg_int(2)) };
         true
@@ -280,6 +288,7 @@ impl Hook for Connect {
             return;
         };
         let r = regs.ret_int();
+        let err = errno_of(r);
         let mut info = inet.info(&log.keys);
         if info.rport == 0 {
             // It failed before the socket took the destination.
@@ -287,31 +296,42 @@ impl Hook for Connect {
             info.raddr = call.req.addr;
         }
         let who = Who::process();
-        let outcome = if r == -(kernel::bindings::EINPROGRESS as i32) {
-            let closed = u32::from(inet.sock().state()) == bindings::TCP_CLOSE;
-            log.conns.update_or_remove(call.sk, |c| match c {
-                Some(c) if c.established => (Outcome::Established, false),
-                Some(c) => {
-                    c.async_connect = true;
-                    (Outcome::Pending, false)
-                }
-                None if closed => (Outcome::Failed, false),
-                None => (Outcome::Done, false),
-            })
-        } else {
-            Outcome::Done
-        };
-        events::emit(log, op, &info, errno_of(r), 0, &who);
+        let closed = u32::from(inet.sock().state()) == bindings::TCP_CLOSE;
+        let asking = err == kernel::bindings::EALREADY as i32 || err == kernel::bindings::EISCONN as i32;
+        let in_progress = err == kernel::bindings::EINPROGRESS as i32;
+        let outcome = log.conns.update_or_remove(call.sk, |c| match c {
+            Some(c) if asking && c.in_progress_reported => (Outcome::Asked, false),
+            Some(c) if in_progress && c.established => (Outcome::Established, false),
+            Some(c) if in_progress => {
+                c.async_connect = true;
+                c.in_progress_reported = true;
+                (Outcome::Pending, false)
+            }
+            None if in_progress && closed => (Outcome::Failed, false),
+            _ => (Outcome::Done, false),
+        });
+        let now = clock::boot_ns();
+        let latency = now.saturating_sub(call.start);
         match outcome {
-            Outcome::Established => events::emit(log, op, &info, 0, abi::EVF_ASYNC, &who),
+            Outcome::Asked => {}
+            Outcome::Done => {
+                // The call's own outcome: its duration is the connect's latency, unless it
+                // failed before trying (nothing was sent).
+                events::emit_with_latency(log, op, &info, err, 0, &who, latency);
+            }
+            Outcome::Pending => events::emit(log, op, &info, err, 0, &who),
+            Outcome::Established => {
+                events::emit(log, op, &info, err, 0, &who);
+                events::emit_with_latency(log, op, &info, 0, abi::EVF_ASYNC, &who, latency);
+            }
             Outcome::Failed => {
-                let err = match inet.sock().error() {
+                events::emit(log, op, &info, err, 0, &who);
+                let failure = match inet.sock().error() {
                     0 => kernel::bindings::ECONNREFUSED as i32,
                     e => e,
                 };
-                events::emit(log, op, &info, err, abi::EVF_ASYNC, &who);
+                events::emit_with_latency(log, op, &info, failure, abi::EVF_ASYNC, &who, latency);
             }
-            Outcome::Pending | Outcome::Done => {}
         }
     }
 }
@@ -409,3 +429,30 @@ impl Hook for Release {
         false
     }
 }
+
+/// The same hook on MPTCP's own socket operation, which kernels without MPTCP lack.
+macro_rules! mptcp_variant {
+    ($name:ident, $of:ident, $sym:literal) => {
+        #[doc = concat!("As [`", stringify!($of), "`], on MPTCP's own operation.")]
+        pub(crate) struct $name;
+
+        impl Hook for $name {
+            const SYMBOLS: &'static [&'static kernel::str::CStr] = &[$sym];
+            const HAS_EXIT: bool = true;
+            const OPTIONAL: bool = true;
+            type Data = <$of as Hook>::Data;
+
+            fn entry(log: &Log, regs: &Regs<'_>, data: &mut Self::Data) -> bool {
+                $of::entry(log, regs, data)
+            }
+
+            fn exit(log: &Log, regs: &Regs<'_>, data: &Self::Data) {
+                $of::exit(log, regs, data)
+            }
+        }
+    };
+}
+
+mptcp_variant!(MptcpBind, Bind, c"mptcp_bind");
+mptcp_variant!(MptcpListen, Listen, c"mptcp_listen");
+mptcp_variant!(MptcpAccept, Accept, c"mptcp_stream_accept");

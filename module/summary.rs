@@ -5,7 +5,7 @@
 
 use crate::abi::{self, close, SummaryBody};
 use crate::conns::{Closed, Conn};
-use crate::flows::FlowKey;
+use crate::flows::{FlowCounts, FlowKey};
 use crate::log::Log;
 
 /// How a connection ended, from what was seen and its final error.
@@ -34,6 +34,11 @@ pub(crate) fn build(conn: Option<&Conn>, closed: &Closed) -> SummaryBody {
         segs_out: st.segs_out,
         retrans: st.retrans,
         srtt_us: st.srtt_us,
+        min_rtt_us: st.min_rtt_us,
+        delivery_rate: st.delivery_rate,
+        busy_us: st.busy_us,
+        rwnd_limited_us: st.rwnd_limited_us,
+        sndbuf_limited_us: st.sndbuf_limited_us,
         netns: i.netns,
         family: i.family,
         lport: i.lport,
@@ -52,11 +57,17 @@ pub(crate) fn build(conn: Option<&Conn>, closed: &Closed) -> SummaryBody {
             b.start_ns = c.start_ns;
             b.duration_ns = closed.end_boot.saturating_sub(c.start_boot);
             b.open = c.open;
+            if c.open == abi::open::ACTIVE && c.established_boot != 0 {
+                b.connect_latency_ns = c.established_boot.saturating_sub(c.start_boot);
+                b.flags |= abi::SUMF_LATENCY;
+            }
             b.close = close_reason(c.rst_received, c.rst_sent, closed.err);
             match c.owner {
                 Some(o) => {
                     b.pid = o.pid;
+                    b.ppid = o.ppid;
                     b.uid = o.uid;
+                    b.cgroup_id = o.cgroup_id;
                     b.comm = o.comm;
                 }
                 None => b.flags |= abi::SUMF_OWNER_UNKNOWN,
@@ -80,11 +91,25 @@ pub(crate) fn flow_key(b: &SummaryBody) -> FlowKey {
 /// its packets (from its first SYN on) in a flow that socket `owner` confirmed.
 pub(crate) fn emit(log: &Log, mut b: SummaryBody, owner: usize) {
     if let Some(f) = log.flows.take(&flow_key(&b), owner) {
-        b.pkts_in = f.pkts_in;
-        b.pkts_out = f.pkts_out;
-        b.ip_bytes_in = f.bytes_in;
-        b.ip_bytes_out = f.bytes_out;
-        b.flags |= abi::SUMF_IP_COUNTERS;
+        add_flow(&mut b, &f);
     }
     log.summary(&b);
+}
+
+/// Puts a flow's counters and times into a summary.
+pub(crate) fn add_flow(b: &mut SummaryBody, f: &FlowCounts) {
+    b.pkts_in = f.pkts_in;
+    b.pkts_out = f.pkts_out;
+    b.ip_bytes_in = f.bytes_in;
+    b.ip_bytes_out = f.bytes_out;
+    b.max_idle_ns = f.max_idle_ns;
+    b.flags |= abi::SUMF_IP_COUNTERS;
+    if let Some(t) = f.first_tx_ns {
+        b.first_tx_ns = t;
+        b.flags |= abi::SUMF_FIRST_TX;
+    }
+    if let Some(t) = f.first_rx_ns {
+        b.first_rx_ns = t;
+        b.flags |= abi::SUMF_FIRST_RX;
+    }
 }

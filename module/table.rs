@@ -204,6 +204,28 @@ impl<K: Copy + Default + PartialEq, V: Copy + Default> Table<K, V> {
         false
     }
 
+    /// Calls `f` on live entries from slot `from` on, until it has seen `budget` slots or `f`
+    /// returns false; returns where to resume, or `None` at the end. For walking a big table a
+    /// batch at a time, releasing its lock in between (entries may come and go meanwhile).
+    pub(crate) fn walk(
+        &mut self,
+        from: usize,
+        budget: usize,
+        mut f: impl FnMut(&K, &mut V) -> bool,
+    ) -> Option<usize> {
+        let end = self.fresh as usize;
+        let mut i = from;
+        while i < end && i - from < budget {
+            let generation = self.generation;
+            let s = &mut self.slots[i];
+            i += 1;
+            if s.live && s.generation == generation && !f(&s.key, &mut s.value) {
+                break;
+            }
+        }
+        (i < end).then_some(i)
+    }
+
     /// Forgets every entry, in constant time.
     pub(crate) fn clear(&mut self) {
         self.generation = self.generation.wrapping_add(1);
@@ -267,6 +289,30 @@ mod tests {
             for k in 0..20 {
                 assert_eq!(t.get_mut(&k, h(k)), None);
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn walk_sees_every_entry_once() -> Result {
+        let mut t: Table<u32, u32> = Table::new(64)?;
+        for k in 0..50 {
+            assert!(t.insert(k, h(k), 1).is_ok());
+        }
+        for k in (0..50).step_by(3) {
+            assert!(t.remove(&k, h(k)).is_some());
+        }
+        let (mut seen, mut from) = (0, Some(0));
+        while let Some(i) = from {
+            from = t.walk(i, 7, |_, v| {
+                *v += 1;
+                seen += 1;
+                true
+            });
+        }
+        assert_eq!(seen, t.len());
+        for k in (1..50).filter(|k| k % 3 != 0) {
+            assert_eq!(t.get_mut(&k, h(k)).copied(), Some(2));
         }
         Ok(())
     }

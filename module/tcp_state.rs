@@ -23,7 +23,7 @@ use crate::flows::FlowKey;
 use crate::limits::LimitRef;
 use crate::log::Log;
 use crate::probes::TracepointProbe;
-use crate::sock::{SockInfo, TcpSock};
+use crate::sock::{InetSock, Kind, SockInfo, TcpSock};
 use crate::summary;
 
 // TCP states, as `include/net/tcp_states.h` numbers them.
@@ -70,10 +70,102 @@ unsafe extern "C" fn on_set_state(data: *mut c_void, sk: *const sock, old: c_int
     // SAFETY: As the function requires.
     let log = unsafe { log_of(data) };
     // SAFETY: The tracepoint's socket is live and held for the call.
-    let tcp = unsafe { crate::sock::Sock::from_ptr(sk) }.and_then(|s| s.tcp());
-    if let Some(tcp) = tcp {
-        if log.enabled() {
-            set_state(log, tcp, old, new);
+    let Some(inet) = unsafe { crate::sock::Sock::from_ptr(sk) }.and_then(|s| s.inet()) else {
+        return;
+    };
+    if !log.enabled() {
+        return;
+    }
+    match inet.kind() {
+        Kind::Tcp => {
+            if let Some(tcp) = inet.tcp() {
+                set_state(log, tcp, old, new);
+            }
+        }
+        Kind::Mptcp => set_state_mptcp(log, inet, old, new),
+        _ => {}
+    }
+}
+
+/// An MPTCP connection's state change: tracking, events, and at CLOSE its summary, written by
+/// the worker (MPTCP's counters can only be read where sleeping is allowed).
+fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
+    let key = inet.sock().addr();
+    let user = !inet.sock().is_kernel();
+    if old == TCP_CLOSE && new == TCP_SYN_SENT {
+        let at = Stamp::now();
+        log.conns.track(
+            key,
+            Conn {
+                start_ns: at.real,
+                start_boot: at.boot,
+                owner: Who::process().identity(),
+                open: abi::open::ACTIVE,
+                mptcp: true,
+                ..Conn::default()
+            },
+        );
+    } else if new == TCP_ESTABLISHED && old != TCP_ESTABLISHED {
+        let now = Stamp::now();
+        let done = log.conns.update(key, |c| {
+            c.established = true;
+            c.established_boot = now.boot;
+            (core::mem::take(&mut c.async_connect), c.owner, c.start_boot)
+        });
+        match done {
+            Some((true, owner, start)) if user && log.wants(op::TCP_CONNECT) => {
+                let info = inet.info(&log.keys);
+                let who = Who::process_or(owner);
+                let latency = now.boot.saturating_sub(start);
+                events::emit_with_latency(log, op::TCP_CONNECT, &info, 0, abi::EVF_ASYNC, &who, latency);
+            }
+            Some(_) => {}
+            None => log.conns.track(
+                key,
+                Conn {
+                    start_ns: now.real,
+                    start_boot: now.boot,
+                    open: abi::open::PASSIVE,
+                    established: true,
+                    established_boot: now.boot,
+                    mptcp: true,
+                    ..Conn::default()
+                },
+            ),
+        }
+    }
+    if old == TCP_ESTABLISHED
+        && (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT || new == TCP_CLOSE)
+        && user
+        && log.wants(op::TCP_DISCONNECT)
+    {
+        let owner = log.conns.update(key, |c| c.owner).flatten();
+        let info = inet.info(&log.keys);
+        events::emit(log, op::TCP_DISCONNECT, &info, 0, 0, &Who::process_or(owner));
+    }
+    if new != TCP_CLOSE {
+        return;
+    }
+    let closed = Closed {
+        end_boot: clock::boot_ns(),
+        info: inet.info(&log.keys),
+        stats: Default::default(),
+        err: inet.sock().error(),
+    };
+    let summary_due = log.conns.update_or_remove(key, |c| match c {
+        Some(c) if c.established && c.closed.is_none() => {
+            c.closed = Some(closed);
+            (true, false)
+        }
+        Some(c) if c.established => (false, false),
+        Some(_) => (false, true),
+        None => (false, false),
+    });
+    if summary_due {
+        if log.mptcp.queue_closed(inet.sock()) {
+            log.worker.kick();
+        } else {
+            log.conns.remove(key);
         }
     }
 }
@@ -101,15 +193,26 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
             let base = tcp.stats().seq_sent;
             let info = tcp.inet().info(&log.keys);
             log.flows.confirm(&flow_key(&info), key);
+            let now = clock::boot_ns();
             let done = log.conns.update(key, |c| {
                 c.established = true;
+                c.established_boot = now;
                 c.sent_base = Some(base);
-                (core::mem::take(&mut c.async_connect), c.owner)
+                (core::mem::take(&mut c.async_connect), c.owner, c.start_boot)
             });
-            if let Some((true, owner)) = done {
+            if let Some((true, owner, start)) = done {
                 if log.wants(op::TCP_CONNECT) && !tcp.sock().is_kernel() {
                     let who = Who::process_or(owner);
-                    events::emit(log, op::TCP_CONNECT, &info, 0, abi::EVF_ASYNC, &who);
+                    let latency = now.saturating_sub(start);
+                    events::emit_with_latency(
+                        log,
+                        op::TCP_CONNECT,
+                        &info,
+                        0,
+                        abi::EVF_ASYNC,
+                        &who,
+                        latency,
+                    );
                 }
             }
         }
@@ -124,6 +227,7 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
                     start_boot: at.boot,
                     open: abi::open::PASSIVE,
                     established: true,
+                    established_boot: at.boot,
                     sent_base: Some(tcp.stats().seq_sent),
                     ..Conn::default()
                 },
@@ -167,6 +271,7 @@ enum AtClose {
         connect_failed: bool,
         owner: Option<crate::identity::Identity>,
         limit: Option<LimitRef>,
+        start_boot: u64,
     },
     /// Not tracked: write a partial summary now.
     Partial,
@@ -190,6 +295,7 @@ fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
                 connect_failed: c.async_connect,
                 owner: c.owner,
                 limit: c.limit,
+                start_boot: c.start_boot,
             },
             true,
         ),
@@ -201,12 +307,15 @@ fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
         AtClose::Deferred => log.flows.close(&fk, key),
         AtClose::Partial => {
             log.flows.close(&fk, key);
-            summary::emit(log, summary::build(None, &closed), key);
+            let mut b = summary::build(None, &closed);
+            b.parent_id = log.mptcp.take_parent(key).unwrap_or(0);
+            summary::emit(log, b, key);
         }
         AtClose::Attempt {
             connect_failed,
             owner,
             limit,
+            start_boot,
         } => {
             log.flows.forget_unconfirmed(&fk);
             if let Some(l) = limit {
@@ -219,7 +328,16 @@ fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
                     kernel::bindings::ECONNREFUSED as i32
                 };
                 let who = Who::process_or(owner);
-                events::emit(log, op::TCP_CONNECT, &closed.info, err, abi::EVF_ASYNC, &who);
+                let latency = closed.end_boot.saturating_sub(start_boot);
+                events::emit_with_latency(
+                    log,
+                    op::TCP_CONNECT,
+                    &closed.info,
+                    err,
+                    abi::EVF_ASYNC,
+                    &who,
+                    latency,
+                );
             }
         }
         AtClose::Nothing => log.flows.forget_unconfirmed(&fk),
@@ -233,7 +351,9 @@ fn finish(log: &Log, key: usize) {
             log.limits.disconnect(l);
         }
         if let Some(closed) = c.closed {
-            summary::emit(log, summary::build(Some(&c), &closed), key);
+            let mut b = summary::build(Some(&c), &closed);
+            b.parent_id = log.mptcp.take_parent(key).unwrap_or(0);
+            summary::emit(log, b, key);
         }
     }
 }
@@ -311,6 +431,7 @@ unsafe extern "C" fn on_destroy(data: *mut c_void, sk: *const sock) {
             log.limits.disconnect(l);
         }
     }
+    log.mptcp.take_parent(key);
 }
 
 /// Registers the probes on the four tracepoints into `out`, writing to `log`. On failure, those

@@ -194,6 +194,7 @@ pub(crate) mod tests {
                 laddr: v4([10, 0, 0, 1]),
                 raddr: v4([10, 0, 0, 2]),
                 comm,
+                ..EventBody::default()
             }
             .as_bytes(),
             t + 2,
@@ -228,6 +229,7 @@ pub(crate) mod tests {
                 pkts_out: 81,
                 ip_bytes_in: 56_000,
                 ip_bytes_out: 105_000,
+                ..SummaryBody::default()
             }
             .as_bytes(),
             t + 3,
@@ -367,6 +369,7 @@ pub(crate) mod tests {
                 laddr: v4,
                 raddr: v4,
                 comm,
+                ..EventBody::default()
             };
             encode_at(rtype::EVENT, seq, e.as_bytes(), t + seq)
         };
@@ -409,6 +412,7 @@ pub(crate) mod tests {
             pkts_out: 0,
             ip_bytes_in: 0,
             ip_bytes_out: 0,
+            ..SummaryBody::default()
         };
         s.extend(encode_at(rtype::SUMMARY, 1, summary.as_bytes(), t + 1));
         let config = abi::ConfigBody {

@@ -31,6 +31,7 @@ const TCP_ESTABLISHED: c_int = bindings::TCP_ESTABLISHED as c_int;
 const TCP_SYN_SENT: c_int = bindings::TCP_SYN_SENT as c_int;
 const TCP_SYN_RECV: c_int = bindings::TCP_SYN_RECV as c_int;
 const TCP_FIN_WAIT1: c_int = bindings::TCP_FIN_WAIT1 as c_int;
+const TCP_FIN_WAIT2: c_int = bindings::TCP_FIN_WAIT2 as c_int;
 const TCP_CLOSE: c_int = bindings::TCP_CLOSE as c_int;
 const TCP_CLOSE_WAIT: c_int = bindings::TCP_CLOSE_WAIT as c_int;
 const TCP_LAST_ACK: c_int = bindings::TCP_LAST_ACK as c_int;
@@ -151,6 +152,7 @@ fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
         info: inet.info(&log.keys),
         stats: Default::default(),
         err: inet.sock().error(),
+        fin_wait2: false,
     };
     let summary_due = log.conns.update_or_remove(key, |c| match c {
         Some(c) if c.established && c.closed.is_none() => {
@@ -284,6 +286,7 @@ fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
         info: tcp.inet().info(&log.keys),
         stats: tcp.stats(),
         err: tcp.sock().error(),
+        fin_wait2: old == TCP_FIN_WAIT2,
     };
     let what = log.conns.update_or_remove(key, |c| match c {
         Some(c) if c.established => {

@@ -240,6 +240,12 @@ impl Hook for Accept {
     }
 }
 
+/// The kernel's internal errnos for a system call a signal interrupted (`ERESTARTSYS` and
+/// its kin, include/linux/errno.h): never seen by a process.
+fn is_restart(errno: i32) -> bool {
+    (512..=516).contains(&errno)
+}
+
 /// What a connect's return found about its connection.
 enum Outcome {
     /// Still in progress: its outcome is reported when it is known.
@@ -288,7 +294,15 @@ impl Hook for Connect {
             return;
         };
         let r = regs.ret_int();
-        let err = errno_of(r);
+        // A signal interrupted a blocking connect: the process sees EINTR (or its handler
+        // restarts the call), never the kernel's internal restart codes; the connection goes
+        // on, and its outcome is reported when known, as for a non-blocking connect.
+        let interrupted = is_restart(errno_of(r));
+        let err = if interrupted {
+            kernel::bindings::EINTR as i32
+        } else {
+            errno_of(r)
+        };
         let mut info = inet.info(&log.keys);
         if info.rport == 0 {
             // It failed before the socket took the destination.
@@ -298,7 +312,7 @@ impl Hook for Connect {
         let who = Who::process();
         let closed = u32::from(inet.sock().state()) == bindings::TCP_CLOSE;
         let asking = err == kernel::bindings::EALREADY as i32 || err == kernel::bindings::EISCONN as i32;
-        let in_progress = err == kernel::bindings::EINPROGRESS as i32;
+        let in_progress = err == kernel::bindings::EINPROGRESS as i32 || interrupted;
         let outcome = log.conns.update_or_remove(call.sk, |c| match c {
             Some(c) if asking && c.in_progress_reported => (Outcome::Asked, false),
             Some(c) if in_progress && c.established => (Outcome::Established, false),

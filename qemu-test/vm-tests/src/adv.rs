@@ -626,6 +626,7 @@ pub fn main_if_helper() -> bool {
     }
     let rest: Vec<&str> = args[1..].iter().map(|s| s.as_str()).collect();
     let r = crate::t_adv_socket::helper(mode, &rest)
+        .or_else(|| crate::t_adv_blind::helper(mode, &rest))
         .unwrap_or_else(|| Err(format!("unknown helper mode {mode}")));
     match r {
         Ok(()) => std::process::exit(0),

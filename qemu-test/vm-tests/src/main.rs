@@ -9,6 +9,7 @@ mod dev;
 mod harness;
 mod peer;
 mod sys;
+mod t_adv_blind;
 mod t_adv_socket;
 mod t_basic;
 mod t_device;
@@ -50,6 +51,7 @@ fn main() {
     t_packet::all(&mut h);
     t_tool::files(&mut h);
     t_adv_socket::all(&mut h);
+    t_adv_blind::all(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

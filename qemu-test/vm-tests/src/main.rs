@@ -13,6 +13,7 @@ mod t_adv_blind;
 mod t_adv_socket;
 mod t_basic;
 mod t_device;
+mod t_names;
 mod t_packet;
 mod t_socket;
 mod t_tool;
@@ -47,6 +48,7 @@ fn main() {
     t_basic::device(&mut h);
     t_device::all(&mut h);
     t_tool::all(&mut h);
+    t_names::all(&mut h);
     t_socket::all(&mut h);
     t_packet::all(&mut h);
     t_tool::files(&mut h);

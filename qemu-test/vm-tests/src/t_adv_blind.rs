@@ -21,11 +21,12 @@ use crate::adv::{
 use crate::dev::{Dev, Rec};
 use crate::harness::{Harness, TestResult};
 use crate::sys::{self, errno, errno_name};
-use crate::t_socket::{exchange, fresh, summaries};
+use crate::t_socket::{fresh, summaries};
 use crate::{ensure, ensure_eq};
 
 const SYS_ACCEPT4: i64 = 288;
 const SYS_CONNECT: i64 = 42;
+const SYS_READ: i64 = 0;
 /// How many threads the attacker parks per phase: more than the 4096 calls the old module's
 /// kretprobes could hold, within what the VM's 1 GiB allows (threads-max is about 7,800 there,
 /// shared by everything).
@@ -690,7 +691,6 @@ fn kthreads(prefix: &str) -> Vec<(u32, String)> {
 }
 
 fn napi_attribution() -> TestResult {
-    const IN_N: [&str; 4] = ["ip", "netns", "exec", "tln"];
     if !std::path::Path::new("/run/netns/tln").exists() {
         sys::run_ok("modprobe", &["veth"])?;
         for cmd in [
@@ -718,18 +718,45 @@ fn napi_attribution() -> TestResult {
     adv::note(format!("kernel: NAPI threads of tnx0: {napi:?}"));
     let switches0: u64 = napi.iter().map(|(p, _)| ctxt_switches(*p)).sum();
     let d = fresh()?;
-    // The server, in this namespace, receives through tnx0's NAPI thread: the client's FIN
-    // reaches it there while it waits in read().
-    let mut xs = Vec::new();
+    // The server (a thread of this process) receives through tnx0's NAPI thread. The client,
+    // in namespace tln, closes only once the server sleeps in read(), so the FIN is handled
+    // in the kthread, not from the socket's backlog in the server's own context.
+    let mut rounds = Vec::new();
     for _ in 0..3 {
-        xs.push(exchange(
-            &[],
-            "10.67.0.1:0",
-            &IN_N,
-            "10.67.0.1",
-            3000,
-            2000,
-        )?);
+        let l = socket(libc::AF_INET, libc::SOCK_STREAM, 0)?;
+        adv::bind(&l, &Sa::v4([10, 67, 0, 1], 0))?;
+        adv::listen(&l, 4)?;
+        let port = local(&l)?.port();
+        let server_tid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let st = std::sync::Arc::clone(&server_tid);
+        let server = std::thread::spawn(move || -> Result<(), String> {
+            let s = accept(&l)?;
+            read_exact(s.as_raw_fd(), 3000)?;
+            write_all(s.as_raw_fd(), &pattern(2000, 3))?;
+            st.store(adv::gettid(), std::sync::atomic::Ordering::SeqCst);
+            read_to_eof(s.as_raw_fd())?;
+            Ok(())
+        });
+        let st = std::sync::Arc::clone(&server_tid);
+        let cport = in_netns("tln", move || {
+            let c = socket(libc::AF_INET, libc::SOCK_STREAM, 0)?;
+            adv::connect(&c, &Sa::v4([10, 67, 0, 1], port))?;
+            write_all(c.as_raw_fd(), &pattern(3000, 4))?;
+            read_exact(c.as_raw_fd(), 2000)?;
+            let asleep = adv::wait_for(10, || {
+                let t = st.load(std::sync::atomic::Ordering::SeqCst);
+                t != 0 && blocked_in(me(), t) == Some(SYS_READ)
+            });
+            ensure!(asleep, "the server never slept in read()");
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(local(&c)?.port())
+        })?;
+        server.join().map_err(|_| "server panicked")??;
+        rounds.push((
+            port,
+            cport,
+            server_tid.load(std::sync::atomic::Ordering::SeqCst),
+        ));
     }
     let recs = gather(&d, 10, |r| summaries(r).len() >= 6)?;
     let switches = napi.iter().map(|(p, _)| ctxt_switches(*p)).sum::<u64>() - switches0;
@@ -740,47 +767,35 @@ fn napi_attribution() -> TestResult {
     );
     adv::all_sane(&recs)?;
     let evs = events(&recs);
-    let mut in_kthread = 0;
-    for x in &xs {
+    for (port, cport, tid) in rounds {
         let disc: Vec<&EventBody> = evs
             .iter()
-            .filter(|e| e.op == op::TCP_DISCONNECT && e.lport == x.port)
+            .filter(|e| e.op == op::TCP_DISCONNECT && e.lport == port)
             .collect();
         ensure_eq!(disc.len(), 1, "the server's disconnect events");
         let e = disc[0];
         adv::note(format!("server disconnect: {}", ev_line(e)));
-        let name = adv::comm_str(&e.comm);
         ensure!(
-            !name.starts_with("napi/") && !napi.iter().any(|(p, _)| *p == e.pid),
+            !adv::comm_str(&e.comm).starts_with("napi/") && !napi.iter().any(|(p, _)| *p == e.pid),
             "a disconnect is pinned on the NAPI kthread: {}",
             ev_line(e)
         );
-        let owner = e.flags & abi::EVF_OWNER != 0;
-        let nobody = e.flags & abi::EVF_NO_PROCESS != 0;
-        if owner || nobody {
-            in_kthread += 1;
-        }
+        // Made in the kthread: the owner (the accepting thread), flagged, or no process.
+        let owner = e.flags & abi::EVF_OWNER != 0 && (e.pid, e.tid, e.uid) == (me(), tid, 0);
+        let nobody = e.flags & abi::EVF_NO_PROCESS != 0 && e.pid == 0;
         ensure!(
-            (e.pid == x.server_pid && !nobody) || (nobody && e.pid == 0),
-            "the disconnect names pid {} (server {}): {}",
+            owner || nobody,
+            "the passive close names pid {} tid {} flags {:#x} (the server is {} / {tid}): {}",
             e.pid,
-            x.server_pid,
+            e.tid,
+            e.flags,
+            me(),
             ev_line(e)
         );
-        let sv = summaries(&recs)
-            .into_iter()
-            .find(|s| s.lport == x.port)
-            .ok_or("no server summary")?;
-        ensure_eq!(
-            (sv.pid, sv.bytes_sent, sv.bytes_received),
-            (x.server_pid, 2000, 3000),
-            "server summary {}",
-            sum_line(&sv)
-        );
+        // Both ends are this process's (the client's in another namespace).
+        adv::check_exact(&recs, port, cport, 3000, 2000, me())
+            .map_err(|err| format!("summaries of {cport} -> {port}: {err}"))?;
     }
-    adv::note(format!(
-        "{in_kthread} of 3 passive closes were attributed as made outside any process"
-    ));
     Ok(())
 }
 

@@ -209,6 +209,9 @@ struct Outcome {
     parked: usize,
     missed_parking: u64,
     missed_victim: u64,
+    /// `probes_missed` of `tcplog status --json`, and of the STATUS ioctl just before it.
+    tool_missed: u64,
+    ioctl_missed: u64,
     /// Expected (op, where) items of the victim that no event matched.
     missing: Vec<String>,
     /// Events of the victim's connections that should not exist.
@@ -289,6 +292,11 @@ fn counted(kind: Park) -> TestResult {
         o.bad_sums.is_empty(),
         "summaries: {}",
         o.bad_sums.join("; ")
+    );
+    ensure_eq!(
+        o.tool_missed,
+        o.ioctl_missed,
+        "probes_missed of tcplog status --json and of the STATUS ioctl"
     );
     ensure_eq!(
         o.missed_victim,
@@ -576,6 +584,12 @@ fn phase(kind: Park) -> Result<Outcome, String> {
                 >= 2 * ROUNDS
         })?;
         let m2 = st(&d)?;
+        // What the tool reports is what the ioctl says.
+        let json = sys::run_ok(sys::TOOL, &["status", "--json"])?;
+        let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+        let tool_missed = v["probes_missed"]
+            .as_u64()
+            .ok_or_else(|| format!("no probes_missed in {json}"))?;
         adv::note(format!(
             "root's {ROUNDS} rounds took {:.1} s; probes_missed +{} meanwhile",
             t1.elapsed().as_secs_f64(),
@@ -585,6 +599,8 @@ fn phase(kind: Park) -> Result<Outcome, String> {
             parked,
             missed_parking: m1 - m0,
             missed_victim: m2 - m1,
+            tool_missed,
+            ioctl_missed: m2,
             ..Outcome::default()
         };
         adv::all_sane(&recs)?;

@@ -3,17 +3,21 @@
 //! Usage: `tcplog-vm-tests [FILTER]` runs the tests whose names contain FILTER (all by default);
 //! `tcplog-vm-tests --bench` runs the benchmarks instead.
 
+mod adv;
 mod bench;
 mod dev;
 mod harness;
 mod peer;
 mod sys;
+mod t_adv_blind;
+mod t_adv_socket;
 mod t_basic;
 mod t_device;
 mod t_names;
 mod t_packet;
 mod t_socket;
 mod t_tool;
+mod uring;
 
 use harness::Harness;
 
@@ -22,6 +26,9 @@ const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
     if peer::main_if_peer() {
+        return;
+    }
+    if adv::main_if_helper() {
         return;
     }
     let filter = std::env::args().nth(1);
@@ -45,6 +52,8 @@ fn main() {
     t_socket::all(&mut h);
     t_packet::all(&mut h);
     t_tool::files(&mut h);
+    t_adv_socket::all(&mut h);
+    t_adv_blind::all(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

@@ -283,27 +283,47 @@ fn mptcp(family: i32) -> TestResult {
     // The subflows end after the MPTCP sockets; wait for both summaries.
     let recs = gather(&d, 20, |r| sums_between(r, port, cport).len() >= 2)?;
     let mut problems = Vec::new();
-    // No event may call the MPTCP sockets TCP (or UDP): not the helper's, and not one made in
-    // softirq about them (attributed to an owner or to no process).
-    for e in events(&recs)
-        .iter()
-        .filter(|e| e.pid == pid || e.lport == port || e.rport == port)
-        .filter(|e| e.protocol == abi::IPPROTO_TCP || e.protocol == abi::IPPROTO_UDP)
-    {
-        problems.push(format!(
-            "event calls an MPTCP socket TCP/UDP: {}",
-            ev_line(e)
-        ));
+    // Every event about the MPTCP sockets says MPTCP: not the helper's, and not one made in
+    // softirq about them (attributed to an owner or to no process). Their TCP subflows are
+    // the kernel's own sockets and make no events.
+    let about = |e: &&abi::EventBody| e.pid == pid || e.lport == port || e.rport == port;
+    let evs = events(&recs);
+    for e in evs.iter().filter(about) {
+        if e.flags & abi::EVF_MPTCP == 0 || e.protocol != abi::IPPROTO_TCP {
+            problems.push(format!("event does not say MPTCP: {}", ev_line(e)));
+        }
     }
-    // No summary may be garbage; exactly one per subflow: the MPTCP sockets get none.
+    if !evs
+        .iter()
+        .filter(about)
+        .any(|e| e.op == abi::op::TCP_CONNECT && e.result == 0)
+    {
+        problems.push("no successful MPTCP connect event".to_owned());
+    }
+    // No summary may be garbage; one per MPTCP connection (MPTCP's data bytes) and one per
+    // subflow (TCP's), linked to its MPTCP connection.
     for s in summaries(&recs) {
         if let Err(e) = adv::sane_summary(&s) {
             problems.push(e);
         }
     }
-    let sums = sums_between(&recs, port, cport);
-    for s in &sums {
+    let all = sums_between(&recs, port, cport);
+    for s in &all {
         adv::note(format!("summary: {}", sum_line(s)));
+    }
+    let (msks, sums): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|s| s.flags & abi::SUMF_MPTCP != 0);
+    if msks.len() != 2 {
+        problems.push(format!(
+            "{} MPTCP summaries, where each side has one",
+            msks.len()
+        ));
+    }
+    for m in &msks {
+        if (m.bytes_sent, m.bytes_received) != (N, N) || m.flags & abi::SUMF_PARTIAL != 0 {
+            problems.push(format!("MPTCP summary not exact: {}", sum_line(m)));
+        }
     }
     let fam = if family == libc::AF_INET6 {
         abi::AF_INET6
@@ -331,6 +351,16 @@ fn mptcp(family: i32) -> TestResult {
             || s.family != fam
         {
             problems.push(format!("subflow summary not exact: {}", sum_line(s)));
+        }
+        // Its MPTCP connection is the one on the same side (same local port).
+        if !msks
+            .iter()
+            .any(|m| m.sock_id == s.parent_id && m.lport == s.lport)
+        {
+            problems.push(format!(
+                "subflow's parent_id {:#x} is no MPTCP summary of its side",
+                s.parent_id
+            ));
         }
     }
     ensure!(problems.is_empty(), "{}", problems.join("\n  "));

@@ -830,6 +830,13 @@ fn compare(plan: &Plan, works: &[Work]) -> Result<String, String> {
     for &w in works {
         out.push_str(&table(plan, w, &samples));
     }
+    out.push_str(
+        "\nratio: the median over the median of the module not loaded. records/s (median): tcplog \
+         rows, records the module produced; tcpdump, packets written; bpftrace, lines tcplife \
+         printed; conntrack, events conntrack -E printed. lost (all rounds): tcplog, records its \
+         reader lost (LOST records); tcpdump, packets dropped by the kernel; bpftrace, lost \
+         events; conntrack, ENOBUFS overruns (each loses an unknown number of events).\n",
+    );
     Ok(out)
 }
 

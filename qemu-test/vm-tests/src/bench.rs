@@ -558,6 +558,24 @@ impl Cfg {
         }
     }
 
+    fn short(self) -> &'static str {
+        match self {
+            Cfg::Unloaded => "unloaded",
+            Cfg::Disabled => "disabled",
+            Cfg::Enabled => "enabled",
+            Cfg::FollowFile => "follow-w",
+            Cfg::FollowJson => "json",
+            Cfg::Headers => "headers",
+            Cfg::Tcpdump => "tcpdump",
+            Cfg::Bpftrace => "bpftrace",
+            Cfg::Conntrack => "conntrack",
+        }
+    }
+
+    fn peer(self) -> bool {
+        matches!(self, Cfg::Tcpdump | Cfg::Bpftrace | Cfg::Conntrack)
+    }
+
     fn applies(self, w: Work) -> bool {
         match w {
             Work::Churn => true,
@@ -616,6 +634,19 @@ impl Cfg {
             }
         }
         Ok(())
+    }
+
+    /// Undoes what a setup that failed half way did; passes its error on.
+    fn cleanup(self, e: String) -> String {
+        if self.module() && sys::module_loaded() {
+            sys::rmmod().ok();
+        }
+        if self == Cfg::Conntrack {
+            for m in CONNTRACK_MODULES {
+                sys::run("rmmod", &[m]).ok();
+            }
+        }
+        e
     }
 
     /// Starts what reads during one workload.
@@ -800,42 +831,62 @@ fn compare(plan: &Plan, works: &[Work]) -> Result<String, String> {
         .filter(|c| works.iter().any(|w| c.applies(*w)))
         .collect();
     let mut samples: BTreeMap<(Work, Cfg), Vec<Sample>> = BTreeMap::new();
+    // A peer that fails is left out of the later rounds (and said so); tcplog failing ends the run.
+    let mut failed: BTreeMap<Cfg, String> = BTreeMap::new();
     for round in 0..plan.rounds {
         let t = Instant::now();
+        let mut took = Vec::new();
         for k in 0..cfgs.len() {
             let c = cfgs[(round + k) % cfgs.len()];
-            let kept = c.setup()?;
-            let mut res = Ok(());
-            for &w in works.iter().filter(|w| c.applies(**w)) {
-                match measure(plan, w, c, kept.as_ref()) {
-                    Ok(s) => samples.entry((w, c)).or_default().push(s),
-                    Err(e) => {
-                        res = Err(format!("{} under '{}': {e}", w.section(), c.name()));
-                        break;
+            if failed.contains_key(&c) {
+                continue;
+            }
+            let t = Instant::now();
+            let res = c.setup().map_err(|e| c.cleanup(e)).and_then(|kept| {
+                let mut res = Ok(());
+                for &w in works.iter().filter(|w| c.applies(**w)) {
+                    match measure(plan, w, c, kept.as_ref()) {
+                        Ok(s) => samples.entry((w, c)).or_default().push(s),
+                        Err(e) => {
+                            res = Err(format!("{}: {e}", w.section()));
+                            break;
+                        }
                     }
                 }
+                let down = c.teardown(kept);
+                res.and(down)
+            });
+            took.push(format!("{} {}", c.short(), t.elapsed().as_secs()));
+            if let Err(e) = res {
+                if !c.peer() {
+                    return Err(format!("'{}': {e}", c.name()));
+                }
+                println!("bench '{}' failed, left out from now on: {e}", c.name());
+                failed.insert(c, e);
             }
-            let down = c.teardown(kept);
-            res?;
-            down?;
         }
         println!(
-            "bench round {} of {} took {} s",
+            "bench round {} of {} took {} s: {}",
             round + 1,
             plan.rounds,
-            t.elapsed().as_secs()
+            t.elapsed().as_secs(),
+            took.join(", ")
         );
     }
     let mut out = String::new();
     for &w in works {
         out.push_str(&table(plan, w, &samples));
     }
+    for (c, e) in &failed {
+        out.push_str(&format!("\n'{}' failed: {e}\n", c.name()));
+    }
     out.push_str(
-        "\nratio: the median over the median of the module not loaded. records/s (median): tcplog \
-         rows, records the module produced; tcpdump, packets written; bpftrace, lines tcplife \
-         printed; conntrack, events conntrack -E printed. lost (all rounds): tcplog, records its \
-         reader lost (LOST records); tcpdump, packets dropped by the kernel; bpftrace, lost \
-         events; conntrack, ENOBUFS overruns (each loses an unknown number of events).\n",
+        "\nratio: the median over the median of the module not loaded.\n\
+         records/s (median): tcplog rows, records the module produced; tcpdump, packets written;\n\
+         \x20 bpftrace, lines tcplife printed; conntrack, events conntrack -E printed.\n\
+         lost (all rounds): tcplog, records its reader lost (LOST records); tcpdump, packets\n\
+         \x20 dropped by the kernel; bpftrace, lost events; conntrack, ENOBUFS overruns (each\n\
+         \x20 loses an unknown number of events).\n",
     );
     Ok(out)
 }

@@ -5,9 +5,9 @@
 //!
 //! Every configuration (the module not loaded, loaded but disabled, enabled with and without
 //! readers, the peers: tcpdump, bpftrace's tcplife, conntrack) runs every workload once in each
-//! of several rounds. A round runs the configurations one after another and each round starts one
-//! configuration further on, so that drift in the emulator's speed (on a host shared with other
-//! work) hits them all alike. A row of the table shows the median round, the spread (the lowest
+//! of several rounds. A round runs the configurations one after another, in an order shuffled
+//! afresh for each round, so that drift in the emulator's speed (on a host shared with other work)
+//! and what one configuration leaves behind hit them all alike. A row of the table shows the median round, the spread (the lowest
 //! and the highest round), the ratio of the median to the median of the module not loaded, the
 //! records produced per second and the records lost.
 //!
@@ -836,11 +836,12 @@ fn compare(plan: &Plan, works: &[Work]) -> Result<String, String> {
     for round in 0..plan.rounds {
         let t = Instant::now();
         let mut took = Vec::new();
-        for k in 0..cfgs.len() {
-            let c = cfgs[(round + k) % cfgs.len()];
+        for c in order(&cfgs, round) {
             if failed.contains_key(&c) {
                 continue;
             }
+            // What the previous configuration left behind (RCU callbacks, work items) settles.
+            thread::sleep(Duration::from_millis(500));
             let t = Instant::now();
             let res = c.setup().map_err(|e| c.cleanup(e)).and_then(|kept| {
                 let mut res = Ok(());
@@ -889,6 +890,23 @@ fn compare(plan: &Plan, works: &[Work]) -> Result<String, String> {
          \x20 loses an unknown number of events).\n",
     );
     Ok(out)
+}
+
+/// The configurations in the order round `round` runs them: a shuffle that differs from round to
+/// round (and is the same from run to run), so that no configuration always follows the same one
+/// or comes at the same place.
+fn order(cfgs: &[Cfg], round: usize) -> Vec<Cfg> {
+    let mut v = cfgs.to_vec();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (round as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    for i in (1..v.len()).rev() {
+        // xorshift64*
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33;
+        v.swap(i, (r % (i as u64 + 1)) as usize);
+    }
+    v
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -1348,6 +1366,18 @@ mod tests {
         assert_eq!(number_before(tool, " records in total"), Some(5));
         let ct = "conntrack v1.4.8 (conntrack-tools): 21 flow events have been shown.\n";
         assert_eq!(number_before(ct, " flow events"), Some(21));
+    }
+
+    #[test]
+    fn rounds_shuffle_every_configuration_in() {
+        let orders: Vec<Vec<Cfg>> = (0..5).map(|r| order(&Cfg::ALL, r)).collect();
+        for o in &orders {
+            let mut sorted = o.clone();
+            sorted.sort();
+            assert_eq!(sorted, Cfg::ALL);
+        }
+        assert!(orders.windows(2).all(|w| w[0] != w[1]), "{orders:?}");
+        assert_eq!(order(&Cfg::ALL, 3), order(&Cfg::ALL, 3));
     }
 
     #[test]

@@ -1264,8 +1264,100 @@ pub fn profile(words: Option<&str>) -> Result<(), String> {
         println!(
             "profile   {inside:>8.2}%           with a tcplog function on the stack (inclusive)"
         );
+        let flat = rows(&report(false)?);
+        // Where interrupts come back on, the samples of the time they were off land: how much of
+        // that is under tcplog.
+        for sym in [
+            "_raw_spin_unlock_irqrestore",
+            "_raw_spin_unlock_irq_enable",
+            "_raw_spin_unlock_irq",
+        ] {
+            let rows = sys::run_ok(
+                "perf",
+                &[
+                    "report",
+                    "-i",
+                    PERF_DATA,
+                    "--stdio",
+                    "-q",
+                    "-g",
+                    "none",
+                    "--no-children",
+                    "--comms",
+                    "tcplog-vm-tests,tcplog",
+                    "--percentage",
+                    "relative",
+                    "--sort",
+                    "sym,parent",
+                    "--parent",
+                    "tcplog_mod",
+                    "--symbols",
+                    sym,
+                ],
+            )?;
+            let pct = |l: &str| {
+                l.split_whitespace()
+                    .next()
+                    .and_then(|p| p.strip_suffix('%')?.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let all: f64 = rows.lines().map(pct).sum();
+            let under: f64 = rows
+                .lines()
+                .filter(|l| !l.contains("[other]"))
+                .map(pct)
+                .sum();
+            // The shares above are of this function's samples; those below, of all of them.
+            let share = flat
+                .iter()
+                .find(|(_, s)| s == sym)
+                .and_then(|(p, _)| p.first()?.trim_end_matches('%').parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if all > 0.0 && share > 0.0 {
+                println!(
+                    "profile   {:>8.2}% of {share:.2}%   in {sym} with tcplog on the stack",
+                    share * under / all
+                );
+                // Which function it was nearest to: tcplog's own, or a wake-up (of a reader).
+                let near = sys::run_ok(
+                    "perf",
+                    &[
+                        "report",
+                        "-i",
+                        PERF_DATA,
+                        "--stdio",
+                        "-q",
+                        "-g",
+                        "none",
+                        "--no-children",
+                        "--comms",
+                        "tcplog-vm-tests,tcplog",
+                        "--percentage",
+                        "relative",
+                        "--sort",
+                        "parent",
+                        "--parent",
+                        "tcplog_mod|wake_up",
+                        "--symbols",
+                        sym,
+                    ],
+                )?;
+                for l in near
+                    .lines()
+                    .filter(|l| !l.contains("[other]") && pct(l) > 0.0)
+                    .take(4)
+                {
+                    let name = l.split_whitespace().last().unwrap_or("");
+                    println!(
+                        "profile   {:>8.2}%             of which nearest to {}",
+                        share * pct(l) / all,
+                        demangle(name)
+                    );
+                }
+            }
+        }
         println!("profile  top functions, % of the workload's and the reader's samples (self):");
-        for (p, sym) in rows(&report(false)?).iter().take(30) {
+        for (p, sym) in flat.iter().take(30) {
             let tag = if own.contains(sym) { " [tcplog]" } else { "" };
             println!(
                 "profile   {:>8}  {}{tag}",

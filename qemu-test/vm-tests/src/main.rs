@@ -1,7 +1,8 @@
 //! tcplog's in-VM test suite. The VM's init runs it as root; it loads the module itself.
 //!
 //! Usage: `tcplog-vm-tests [FILTER]` runs the tests whose names contain FILTER (all by default);
-//! `tcplog-vm-tests --bench` runs the benchmarks instead.
+//! `tcplog-vm-tests --bench [WORDS]` runs the benchmarks instead, `tcplog-vm-tests --profile
+//! [WORDS]` the profile (see `bench.rs`).
 
 mod adv;
 mod bench;
@@ -32,12 +33,15 @@ fn main() {
         return;
     }
     let filter = std::env::args().nth(1);
-    if filter.as_deref() == Some("--bench") {
-        if let Err(e) = bench::ring()
-            .and_then(|()| bench::churn())
-            .and_then(|()| bench::throughput())
-        {
-            println!("bench failed: {e}");
+    if let Some(mode @ ("--bench" | "--profile")) = filter.as_deref() {
+        let words = std::env::args().nth(2);
+        let res = if mode == "--bench" {
+            bench::main(words.as_deref())
+        } else {
+            bench::profile(words.as_deref())
+        };
+        if let Err(e) = res {
+            println!("{} failed: {e}", &mode[2..]);
             std::process::exit(1);
         }
         return;

@@ -11,6 +11,14 @@ OUT=$1
 stage=$OUT/peers
 archive=$OUT/peers.cpio.gz
 
+# The peers come from Debian, installed in the build root the first time they are needed (perf
+# is the 7.3 kernel's, from backports).
+if ! command -v bpftrace >/dev/null || ! dpkg-query -W linux-perf >/dev/null 2>&1; then
+	echo "peers: installing bpftrace and linux-perf in the build root"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		bpftrace "linux-perf/$(. /etc/os-release && echo "$VERSION_CODENAME")-backports" >/dev/null
+fi
+
 # What goes in; the archive is rebuilt when this line or this script changes.
 key="$(dpkg-query -W -f '${Package}=${Version} ' bpftrace linux-perf 2>/dev/null || true)$(md5sum "$0" | cut -d' ' -f1)"
 if [ -s "$archive" ] && [ "$(cat "$archive.key" 2>/dev/null)" = "$key" ]; then

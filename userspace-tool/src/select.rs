@@ -8,9 +8,10 @@ use crate::criteria::CriteriaArgs;
 use crate::record::{Body, Record};
 
 /// Record type names, as `--type` and JSON's `type` spell them.
-pub const TYPES: [(u16, &str); 7] = [
+pub const TYPES: [(u16, &str); 8] = [
     (rtype::EVENT, "event"),
     (rtype::SUMMARY, "summary"),
+    (rtype::INTERIM, "interim"),
     (rtype::PACKET, "packet"),
     (rtype::LIMIT, "limit"),
     (rtype::CONFIG, "config"),
@@ -55,6 +56,7 @@ impl Selection {
         let s = match &r.body {
             Body::Event(e) => e.subject(),
             Body::Summary(b) => b.subject(),
+            Body::Interim(i) => i.summary.subject(),
             Body::Packet(p, d) => {
                 let v = crate::output::packet_view(p, d);
                 let addr = |a: Option<std::net::IpAddr>| match a {
@@ -146,6 +148,9 @@ mod tests {
         let s = Selection::new(&[], &c).unwrap();
         assert!(s.passes(&mk) && !s.passes(&pkt));
         let e = Selection::new(&["bogus".into()], &CriteriaArgs::default()).unwrap_err();
-        assert!(e.contains("--type bogus: use one of event, summary"), "{e}");
+        assert!(
+            e.contains("--type bogus: use one of event, summary, interim"),
+            "{e}"
+        );
     }
 }

@@ -12,6 +12,7 @@ mod t_basic;
 mod t_device;
 mod t_names;
 mod t_packet;
+mod t_real;
 mod t_socket;
 mod t_tool;
 
@@ -21,7 +22,7 @@ use harness::Harness;
 const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
-    if peer::main_if_peer() {
+    if peer::main_if_peer() || t_real::main_if_helper() {
         return;
     }
     let filter = std::env::args().nth(1);
@@ -44,6 +45,7 @@ fn main() {
     t_names::all(&mut h);
     t_socket::all(&mut h);
     t_packet::all(&mut h);
+    t_real::all(&mut h);
     t_tool::files(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);

@@ -36,6 +36,8 @@ pub(crate) struct Closed {
     pub(crate) stats: TcpStats,
     /// `sk_err` at close.
     pub(crate) err: i32,
+    /// It closed from FIN_WAIT2: retired before the peer's FIN came.
+    pub(crate) fin_wait2: bool,
 }
 
 /// What the module knows about one connection.
@@ -189,6 +191,7 @@ impl Conns {
                     info: tcp.inet().info(&self.keys),
                     stats: tcp.stats(),
                     err: 0,
+                    fin_wait2: false,
                 },
                 state: tcp.sock().state(),
             });

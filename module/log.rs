@@ -34,7 +34,7 @@ use crate::ring::{Cursor, ReadError, Ring};
 use crate::rules::Rules;
 
 /// The state every hook and every reader shares.
-#[pin_data]
+#[pin_data(PinnedDrop)]
 pub(crate) struct Log {
     #[pin]
     ring: SpinLockIrq<Ring>,
@@ -433,5 +433,17 @@ impl Log {
         table: &kernel::sync::poll::PollTable<'_>,
     ) {
         table.register_wait(file, &self.readable);
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Log {
+    fn drop(self: Pin<&mut Self>) {
+        // What runs on its own (the worker, the repeat timer) writes to the ring and reads the
+        // tables: stop it for good before any field goes, whatever their order. (The module's
+        // unload has done so already, after the hooks; stopping twice is harmless.)
+        self.worker.shutdown();
+        self.packets.shutdown(&self);
+        self.mptcp.drop_closed();
     }
 }

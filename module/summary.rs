@@ -47,6 +47,9 @@ pub(crate) fn build(conn: Option<&Conn>, closed: &Closed) -> SummaryBody {
         raddr: i.raddr,
         ..SummaryBody::default()
     };
+    if closed.fin_wait2 {
+        b.flags |= abi::SUMF_FIN_WAIT2;
+    }
     match conn {
         Some(c) => {
             if let Some(base) = c.sent_base {

@@ -31,6 +31,7 @@ const TCP_ESTABLISHED: c_int = bindings::TCP_ESTABLISHED as c_int;
 const TCP_SYN_SENT: c_int = bindings::TCP_SYN_SENT as c_int;
 const TCP_SYN_RECV: c_int = bindings::TCP_SYN_RECV as c_int;
 const TCP_FIN_WAIT1: c_int = bindings::TCP_FIN_WAIT1 as c_int;
+const TCP_FIN_WAIT2: c_int = bindings::TCP_FIN_WAIT2 as c_int;
 const TCP_CLOSE: c_int = bindings::TCP_CLOSE as c_int;
 const TCP_CLOSE_WAIT: c_int = bindings::TCP_CLOSE_WAIT as c_int;
 const TCP_LAST_ACK: c_int = bindings::TCP_LAST_ACK as c_int;
@@ -151,6 +152,7 @@ fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
         info: inet.info(&log.keys),
         stats: Default::default(),
         err: inet.sock().error(),
+        fin_wait2: false,
     };
     let summary_due = log.conns.update_or_remove(key, |c| match c {
         Some(c) if c.established && c.closed.is_none() => {
@@ -176,7 +178,7 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
     match (old, new) {
         (TCP_CLOSE, TCP_SYN_SENT) => {
             // A socket may connect again after a closed connection: report that one first.
-            finish(log, key);
+            finish(log, key, None);
             let at = Stamp::now();
             log.conns.track(
                 key,
@@ -190,7 +192,10 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
             );
         }
         (TCP_SYN_SENT, TCP_ESTABLISHED) => {
-            let base = tcp.stats().seq_sent;
+            // Sequence space counts from the initial sequence number, so the SYN is its first
+            // number (the data a Fast Open SYN carries comes after it): unless no SYN went out
+            // (a repaired socket connects without one).
+            let base = u64::from(tcp.stats().segs_out > 0);
             let info = tcp.inet().info(&log.keys);
             log.flows.confirm(&flow_key(&info), key);
             let now = clock::boot_ns();
@@ -228,7 +233,8 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
                     open: abi::open::PASSIVE,
                     established: true,
                     established_boot: at.boot,
-                    sent_base: Some(tcp.stats().seq_sent),
+                    // An accepted socket's sequence space starts after its SYN-ACK.
+                    sent_base: Some(0),
                     ..Conn::default()
                 },
             );
@@ -284,6 +290,7 @@ fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
         info: tcp.inet().info(&log.keys),
         stats: tcp.stats(),
         err: tcp.sock().error(),
+        fin_wait2: old == TCP_FIN_WAIT2,
     };
     let what = log.conns.update_or_remove(key, |c| match c {
         Some(c) if c.established => {
@@ -321,12 +328,10 @@ fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
             if let Some(l) = limit {
                 log.limits.disconnect(l);
             }
-            if connect_failed && !tcp.sock().is_kernel() {
-                let err = if closed.err != 0 {
-                    closed.err
-                } else {
-                    kernel::bindings::ECONNREFUSED as i32
-                };
+            // With no error, nothing failed: its owner closed it while it was in progress, and
+            // the close event says so.
+            if connect_failed && closed.err != 0 && !tcp.sock().is_kernel() {
+                let err = closed.err;
                 let who = Who::process_or(owner);
                 let latency = closed.end_boot.saturating_sub(start_boot);
                 events::emit_with_latency(
@@ -344,13 +349,17 @@ fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
     }
 }
 
-/// Writes the summary of a tracked connection that has closed, and forgets it.
-fn finish(log: &Log, key: usize) {
+/// Writes the summary of a tracked connection that has closed, and forgets it. `err` is the
+/// socket's error now, if known: an abort (a repaired socket's close) sets it after CLOSE.
+fn finish(log: &Log, key: usize, err: Option<i32>) {
     if let Some(c) = log.conns.take_closed(key) {
         if let Some(l) = c.limit {
             log.limits.disconnect(l);
         }
-        if let Some(closed) = c.closed {
+        if let Some(mut closed) = c.closed {
+            if closed.err == 0 {
+                closed.err = err.unwrap_or(0);
+            }
             let mut b = summary::build(Some(&c), &closed);
             b.parent_id = log.mptcp.take_parent(key).unwrap_or(0);
             summary::emit(log, b, key);
@@ -424,7 +433,9 @@ unsafe extern "C" fn on_destroy(data: *mut c_void, sk: *const sock) {
     // SAFETY: As the function requires.
     let log = unsafe { log_of(data) };
     let key = sk as usize;
-    finish(log, key);
+    // SAFETY: The tracepoint's socket is live for the call.
+    let err = unsafe { crate::sock::Sock::from_ptr(sk) }.map(|s| s.error());
+    finish(log, key, err);
     // A tracked socket destroyed without a summary due (it never established) is dropped.
     if let Some(c) = log.conns.remove(key) {
         if let Some(l) = c.limit {

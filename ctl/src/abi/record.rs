@@ -297,6 +297,11 @@ pub const SUMF_FIRST_TX: u16 = 1 << 5;
 pub const SUMF_FIRST_RX: u16 = 1 << 6;
 /// `SummaryBody::flags`: `connect_latency_ns` is known (an active open seen from its SYN).
 pub const SUMF_LATENCY: u16 = 1 << 7;
+/// `SummaryBody::flags`: this side closed first and the kernel retired the socket while it
+/// still waited for the peer's FIN (FIN_WAIT2; what is left of the connection is a TIME_WAIT
+/// remnant that is no longer a socket): the peer's FIN and this side's last ACK, if they come,
+/// come after the summary and are not in its IP counters.
+pub const SUMF_FIN_WAIT2: u16 = 1 << 8;
 
 /// Body of a SUMMARY record: one TCP connection, when it closed (Apple TCPLogger's record).
 #[repr(C)]

@@ -3,11 +3,14 @@
 //! Usage: `tcplog-vm-tests [FILTER]` runs the tests whose names contain FILTER (all by default);
 //! `tcplog-vm-tests --bench` runs the benchmarks instead.
 
+mod adv;
 mod bench;
 mod dev;
 mod harness;
 mod peer;
 mod sys;
+mod t_adv_blind;
+mod t_adv_socket;
 mod t_basic;
 mod t_device;
 mod t_names;
@@ -15,6 +18,7 @@ mod t_packet;
 mod t_real;
 mod t_socket;
 mod t_tool;
+mod uring;
 
 use harness::Harness;
 
@@ -23,6 +27,9 @@ const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
     if peer::main_if_peer() || t_real::main_if_helper() {
+        return;
+    }
+    if adv::main_if_helper() {
         return;
     }
     let filter = std::env::args().nth(1);
@@ -47,6 +54,8 @@ fn main() {
     t_packet::all(&mut h);
     t_real::all(&mut h);
     t_tool::files(&mut h);
+    t_adv_socket::all(&mut h);
+    t_adv_blind::all(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

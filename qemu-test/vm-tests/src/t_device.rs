@@ -645,7 +645,10 @@ fn needs_cap() -> TestResult {
         -1
     };
     let result = (|| -> TestResult {
-        ensure!(taken >= 0, "could not take the child's descriptor (read {n} bytes)");
+        ensure!(
+            taken >= 0,
+            "could not take the child's descriptor (read {n} bytes)"
+        );
         for cmd in STATE_CHANGES {
             let mut arg = arg_for(cmd);
             let rc = sys::ioctl_raw(taken, cmd, arg.as_mut_ptr());
@@ -692,7 +695,11 @@ fn opener_rights_survive_setuid() -> TestResult {
     // SAFETY: Waiting for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
     ensure!(libc::WIFEXITED(status), "child died");
-    ensure_eq!(libc::WEXITSTATUS(status), 0, "the first refused command's index + 100");
+    ensure_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the first refused command's index + 100"
+    );
     // Enable and config change nothing (no record); disable and flush are audited, and the
     // mark writes one record.
     let after = rw.status()?;

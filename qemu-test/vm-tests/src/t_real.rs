@@ -46,7 +46,7 @@ pub fn all(h: &mut Harness) {
         mptcp,
     );
     h.run(
-        "real: a closer's summary holds the peer's late FIN and its own last ACK (v4, v6), as tcpdump has them",
+        "real: a closer retired in FIN_WAIT2 before the peer's late FIN says so (fin_wait2) and lacks exactly that FIN and its last ACK (v4, v6)",
         late_peer_fin,
     );
     h.run(
@@ -436,20 +436,62 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
         bad.push(format!("{who}: no IP counters (flags {:#x})", s.flags));
         return bad;
     }
+    let me = if client { f.client } else { f.server }.unwrap();
+    // A summary flagged fin_wait2 leaves out, as README says, the peer's FIN and this side's
+    // last ACK (they come after it); every other summary holds every packet.
+    let mut left_out = Vec::new();
+    if s.flags & abi::SUMF_FIN_WAIT2 != 0 {
+        let peer_fin = f
+            .packets
+            .iter()
+            .position(|p| p.src != me && p.flags & FIN != 0);
+        if let Some(i) = peer_fin {
+            left_out.push(i);
+            let last_ack = f.packets[i + 1..]
+                .iter()
+                .position(|p| p.src == me && p.flags & (SYN | FIN | RST) == 0 && p.payload == 0);
+            left_out.extend(last_ack.map(|j| i + 1 + j));
+        }
+    }
+    let (mut pkts, mut ip_bytes) = ([0u64; 2], [0u64; 2]);
+    for (i, p) in f.packets.iter().enumerate() {
+        if !left_out.contains(&i) {
+            let dir = usize::from(p.src != f.client.unwrap());
+            pkts[dir] += 1;
+            ip_bytes[dir] += p.ip_len;
+        }
+    }
     for (what, got, want) in [
         ("bytes_sent", s.bytes_sent, f.data[out]),
         ("bytes_received", s.bytes_received, f.data[inn]),
-        ("pkts_out", s.pkts_out, f.pkts[out]),
-        ("pkts_in", s.pkts_in, f.pkts[inn]),
-        ("ip_bytes_out", s.ip_bytes_out, f.ip_bytes[out]),
-        ("ip_bytes_in", s.ip_bytes_in, f.ip_bytes[inn]),
+        ("pkts_out", s.pkts_out, pkts[out]),
+        ("pkts_in", s.pkts_in, pkts[inn]),
+        ("ip_bytes_out", s.ip_bytes_out, ip_bytes[out]),
+        ("ip_bytes_in", s.ip_bytes_in, ip_bytes[inn]),
     ] {
         if got != want {
-            bad.push(format!("{who}: {what} {got}, tcpdump {want}"));
+            bad.push(format!(
+                "{who}: {what} {got}, tcpdump {want}{}",
+                if left_out.is_empty() {
+                    ""
+                } else {
+                    " (without the peer's FIN and the last ACK: fin_wait2)"
+                }
+            ));
         }
     }
+    // Nothing but what the flag says comes after the summary.
+    let after: Vec<usize> = (0..f.packets.len())
+        .filter(|&i| f.packets[i].ts_ns > time_ns && !left_out.contains(&i))
+        .collect();
+    if !after.is_empty() && bad.is_empty() {
+        bad.push(format!(
+            "{who}: {} packets after the summary (flags {:#x}) yet counted in it",
+            after.len(),
+            s.flags
+        ));
+    }
     // How it ended, as the capture shows it: a reset sent by one side, or FINs.
-    let me = if client { f.client } else { f.server }.unwrap();
     let rst_from = f.packets.iter().find(|p| p.flags & RST != 0).map(|p| p.src);
     let want_close = match rst_from {
         Some(src) if src == me => abi::close::RST_SENT,
@@ -507,8 +549,9 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
             })
             .collect();
         bad.push(format!(
-            "{who}: summary written at {time_ns} (close {}); captured after it: {late:?}; last packets: {last:?}",
-            s.close
+            "{who}: summary written at {time_ns} (close {}, flags {:#x}); captured after it: {late:?}; last packets: {last:?}",
+            s.close,
+            s.flags
         ));
     }
     bad
@@ -1360,9 +1403,10 @@ fn mptcp() -> TestResult {
     Ok(())
 }
 
-/// The client closes (its socket orphaned: FIN_WAIT1, then FIN_WAIT2 once its FIN is acked);
-/// the server reads to the end and closes 300 ms later. Every packet, the server's FIN and the
-/// client's last ACK included, must be in both summaries.
+/// The client closes (its socket orphaned: FIN_WAIT1, then FIN_WAIT2 once its FIN is acked,
+/// where the kernel retires it); the server reads to the end and closes 300 ms later. The
+/// client's summary says fin_wait2 and lacks exactly the server's FIN and its own last ACK; the
+/// server's holds every packet.
 fn late_peer_fin() -> TestResult {
     let mut out = Vec::new();
     for bind in ["127.0.0.1:0", "[::1]:0"] {
@@ -1387,7 +1431,19 @@ fn late_peer_fin() -> TestResult {
         recs.extend(d.drain()?);
         let flows = flows(&cap.stop()?);
         ensure_eq!(flows.len(), 1);
-        if let Err(e) = check_flows(&flows, &timed_summaries(&recs)) {
+        let sums = timed_summaries(&recs);
+        let flagged: Vec<(u8, bool)> = sums
+            .iter()
+            .map(|(_, s)| (s.open, s.flags & abi::SUMF_FIN_WAIT2 != 0))
+            .collect();
+        if !flagged.contains(&(abi::open::ACTIVE, true))
+            || !flagged.contains(&(abi::open::PASSIVE, false))
+        {
+            out.push(format!(
+                "{bind}: (open, fin_wait2) of the summaries: {flagged:?}"
+            ));
+        }
+        if let Err(e) = check_flows(&flows, &sums) {
             out.push(format!("{bind}: {e}"));
         }
     }

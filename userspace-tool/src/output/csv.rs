@@ -12,7 +12,7 @@ use crate::record::Record;
 
 /// The columns of `--format csv`: what the JSON objects hold, one column per field, empty where
 /// a record has no such field.
-pub const CSV_COLUMNS: [&str; 69] = [
+pub const CSV_COLUMNS: [&str; 70] = [
     "type",
     "seq",
     "time",
@@ -74,6 +74,7 @@ pub const CSV_COLUMNS: [&str; 69] = [
     "first_rx_ns",
     "max_idle_ns",
     "limited_by",
+    "fin_wait2",
     "state",
     "since_ns",
     "delta_bytes_sent",

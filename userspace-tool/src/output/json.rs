@@ -196,6 +196,7 @@ fn summary_json(s: &SummaryBody) -> Value {
         "open": open_name(s.open),
         "close": close_name(s.close),
         "partial": s.flags & abi::SUMF_PARTIAL != 0,
+        "fin_wait2": flag(abi::SUMF_FIN_WAIT2),
         "start": known(start_known, rfc3339(s.start_ns).into()),
         "start_ns": known(start_known, s.start_ns.into()),
         "duration_ns": known(start_known, s.duration_ns.into()),

@@ -365,7 +365,7 @@ pub(crate) mod tests {
         let subflow = SummaryBody {
             sock_id: 96,
             parent_id: 97,
-            flags: abi::SUMF_IP_COUNTERS,
+            flags: abi::SUMF_IP_COUNTERS | abi::SUMF_FIN_WAIT2,
             pkts_in: 12,
             pkts_out: 13,
             ip_bytes_in: 13_000,

@@ -391,6 +391,9 @@ fn summary_tail(s: &SummaryBody, d: &mut String) {
     if s.flags & abi::SUMF_PARTIAL != 0 {
         d.push_str(" partial");
     }
+    if s.flags & abi::SUMF_FIN_WAIT2 != 0 {
+        d.push_str(" fin_wait2");
+    }
     if s.flags & abi::SUMF_MPTCP != 0 {
         d.push_str(&format!(" mptcp {:016x}", s.sock_id));
     }

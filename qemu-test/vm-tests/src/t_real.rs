@@ -461,6 +461,14 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
             ip_bytes[dir] += p.ip_len;
         }
     }
+    let every = [f.pkts[out], f.pkts[inn], f.ip_bytes[out], f.ip_bytes[inn]];
+    if !left_out.is_empty() && [s.pkts_out, s.pkts_in, s.ip_bytes_out, s.ip_bytes_in] == every {
+        bad.push(format!(
+            "{who}: flagged fin_wait2 (flags {:#x}), yet it counts every packet, the peer's FIN and the last ACK included",
+            s.flags
+        ));
+        return bad;
+    }
     for (what, got, want) in [
         ("bytes_sent", s.bytes_sent, f.data[out]),
         ("bytes_received", s.bytes_received, f.data[inn]),

@@ -33,6 +33,9 @@ copy_bin "$rel/tcplog-vm-tests" /usr/bin/tcplog-vm-tests
 copy_bin /usr/bin/ip /usr/local/bin/ip
 copy_bin /usr/bin/tcpdump /usr/local/bin/tcpdump
 copy_bin /usr/sbin/conntrack /usr/local/bin/conntrack
+# Real programs for the tests of issue #10: curl (non-blocking connects, --mptcp) and socat.
+copy_bin /usr/bin/curl /usr/local/bin/curl
+copy_bin "$(readlink -f /usr/bin/socat)" /usr/local/bin/socat
 install -m 0644 /src/tcplog.ko lib/tcplog/tcplog.ko
 
 # busybox provides everything else; real tools in /usr/local/bin come first in PATH.

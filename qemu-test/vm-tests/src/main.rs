@@ -16,6 +16,7 @@ mod t_basic;
 mod t_device;
 mod t_names;
 mod t_packet;
+mod t_real;
 mod t_socket;
 mod t_tool;
 mod uring;
@@ -26,7 +27,7 @@ use harness::Harness;
 const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
-    if peer::main_if_peer() {
+    if peer::main_if_peer() || t_real::main_if_helper() {
         return;
     }
     if adv::main_if_helper() {
@@ -55,6 +56,7 @@ fn main() {
     t_names::all(&mut h);
     t_socket::all(&mut h);
     t_packet::all(&mut h);
+    t_real::all(&mut h);
     t_tool::files(&mut h);
     t_adv_socket::all(&mut h);
     t_adv_blind::all(&mut h);

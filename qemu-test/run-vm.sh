@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds the VM image and boots a kernel in QEMU with it.
 #
-# Usage: qemu-test/run-vm.sh [--lane stock|debug] test [FILTER]
-#                                               run the in-VM suite (or the tests matching FILTER)
-#        qemu-test/run-vm.sh [--lane ...] demo  the demonstration README's main command shows
-#        qemu-test/run-vm.sh [--lane ...] bench the benchmarks (numbers, not verdicts)
-#        qemu-test/run-vm.sh [--lane ...] shell an interactive shell in the VM (serial console)
+# Usage: qemu-test/run-vm.sh [--lane stock|debug] MODE [ARG]
+#   test [FILTER]    run the in-VM suite (or the tests matching FILTER)
+#   demo             the demonstration README's main command shows
+#   bench [WORDS]    the benchmarks (numbers, not verdicts); WORDS, joined by commas: quick (fewer
+#                    rounds), and the sections to run (ring, churn, churn2, bulk, memory; all by
+#                    default)
+#   profile [WORDS]  where the time goes (perf) in churn and bulk with tcplog enabled; WORDS: quick,
+#                    churn, bulk
+#   shell            an interactive shell in the VM (serial console)
 #
 # Lanes (TCPLOG_LANE=... does the same as --lane ...):
 #   stock  Debian's own 7.3 kernel and the tcplog.ko built for it (the default). In test and shell
@@ -78,11 +82,23 @@ esac
 mkdir -p "$out"
 "$repo/scripts/in-root.sh" "$kenv" sh /src/qemu-test/image/assemble.sh "$krel" "$moddir" \
 	"/src/qemu-test/out/$lane" "$ko" >&2
+# The benchmarks' and the profile's peers (bpftrace, perf) ride in an archive of their own, appended.
+case "$mode" in bench | profile)
+	"$repo/scripts/in-root.sh" "$kenv" sh /src/qemu-test/image/peers.sh "/src/${out#"$repo"/}" >&2
+	cat "$out/peers.cpio.gz" >>"$out/initramfs.cpio.gz"
+	;;
+esac
 
 # loglevel=5: warnings reach the console too (lockdep, RCU and WARN reports are warnings).
 append="console=ttyS0 loglevel=5 printk.time=1 panic=-1 $boot_args tlvm_mode=$mode"
 case "$mode" in test | shell) append+=" $debug_args" ;; esac
 [ -n "$filter" ] && append+=" tlvm_filter=$filter"
+# The benchmarks load the module with its largest ring and tables once, and take longer.
+case "$mode" in bench | profile)
+	[ "$mem" -ge 2048 ] || mem=2048
+	[ -n "${TCPLOG_VM_TIMEOUT:-}" ] || timeout_s=$((timeout_s > 2400 ? timeout_s : 2400))
+	;;
+esac
 : >"$out/console.log"
 : >"$out/results.log"
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "$mem" -nodefaults -display none -no-reboot
@@ -104,7 +120,7 @@ sleep 0.3
 set -e
 echo "[vm] QEMU ran for $(($(date +%s) - start)) s"
 
-if [ "$mode" = demo ] || [ "$mode" = bench ]; then
+if [ "$mode" = demo ] || [ "$mode" = bench ] || [ "$mode" = profile ]; then
 	grep -q '^tcplog-vm: done, status 0' "$out/console.log" || { echo "[vm] the $mode failed" >&2; exit 1; }
 	exit 0
 fi

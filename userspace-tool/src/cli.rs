@@ -1,8 +1,11 @@
 //! The command line, defined once for parsing, help, completions and the man page.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
-use crate::control::{parse_mark_count, parse_snap_len};
+use crate::control::{parse_interim, parse_mark_count, parse_snap_len};
 use crate::criteria::CriteriaArgs;
 use crate::logfile::parse_size;
 use crate::output::Format;
@@ -18,15 +21,19 @@ pub struct OutputArgs {
     /// No header line (text and CSV).
     #[arg(long)]
     pub no_header: bool,
-    /// Only records of these types (repeatable): event, summary, packet, limit, config, mark,
-    /// lost. LOST records are always shown.
+    /// Text: separate address and port columns, wide enough for any IPv6 address (the default
+    /// sizes ADDR:PORT columns to the ends shown).
+    #[arg(long)]
+    pub wide: bool,
+    /// Only records of these types (repeatable): event, summary, interim, packet, limit, config,
+    /// mark, lost. LOST records are always shown.
     #[arg(long = "type", value_name = "TYPE")]
     pub types: Vec<String>,
     #[command(flatten)]
     pub criteria: CriteriaArgs,
     /// Also write the packet records to FILE as pcap (readable by tcpdump and tshark).
     #[arg(long, value_name = "FILE")]
-    pub pcap: Option<String>,
+    pub pcap: Option<PathBuf>,
 }
 
 /// Writing the raw record stream to a log file.
@@ -34,7 +41,7 @@ pub struct OutputArgs {
 pub struct WriteArgs {
     /// Write every record read, raw, to FILE (a log file `tcplog read` replays).
     #[arg(short = 'w', long = "write", value_name = "FILE")]
-    pub write: Option<String>,
+    pub write: Option<PathBuf>,
     /// Start a new file when FILE would grow past SIZE (like 10M); older ones become FILE.1, ...
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "write")]
     pub rotate: Option<u64>,
@@ -59,7 +66,7 @@ pub enum RulesAction {
         rules: Vec<String>,
         /// Read the rules from a file, one per line (`#` starts a comment).
         #[arg(long, short = 'f', value_name = "FILE")]
-        file: Option<String>,
+        file: Option<PathBuf>,
     },
     /// Remove every rule.
     Clear,
@@ -67,6 +74,8 @@ pub enum RulesAction {
 
 /// What `tcplog filter` does.
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum FilterAction {
     /// Replace the criteria: a record passes if, for every kind given, it matches one of them.
     Set(CriteriaArgs),
@@ -83,7 +92,7 @@ pub enum FilterAction {
 pub struct Cli {
     /// The device node of the module.
     #[arg(long, global = true, default_value = tcplog_ctl::DEVICE_PATH, value_name = "PATH")]
-    pub device: String,
+    pub device: PathBuf,
 
     #[command(subcommand)]
     pub command: Command,
@@ -126,7 +135,7 @@ pub enum Command {
     /// Replay saved log files (from -w) with the same formats and selection.
     Read {
         #[arg(required = true, value_name = "FILE")]
-        files: Vec<String>,
+        files: Vec<PathBuf>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -134,9 +143,9 @@ pub enum Command {
     /// (needs packet records with payload: a rule like 'log body proto tcp').
     Transcript {
         #[arg(value_name = "FILE")]
-        file: String,
+        file: PathBuf,
         #[arg(value_name = "ROOT", default_value = "transcript.")]
-        root: String,
+        root: OsString,
     },
     /// Print a shell completion script.
     Completions {
@@ -189,11 +198,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the open TCP connections being tracked now, with owner, age and live counters.
+    Conns {
+        /// Print JSON Lines: one object per connection.
+        #[arg(long)]
+        json: bool,
+        /// Separate address and port columns, wide enough for any IPv6 address.
+        #[arg(long)]
+        wide: bool,
+        #[command(flatten)]
+        criteria: CriteriaArgs,
+    },
     /// Show the configuration, or change it.
     Config {
         /// Bytes of packet payload kept in packet records.
         #[arg(long, value_parser = parse_snap_len, value_name = "BYTES")]
         snap_len: Option<u32>,
+        /// Write an INTERIM record for each open TCP connection every DURATION (60s, 5m, 1h;
+        /// whole seconds, at most a day); 0 or off for none.
+        #[arg(long, value_parser = parse_interim, value_name = "DURATION")]
+        interim: Option<u32>,
         /// Apply the packet rules to forwarded packets too.
         #[arg(long, value_enum)]
         forward: Option<OnOff>,
@@ -217,14 +241,14 @@ mod tests {
     #[test]
     fn status_parses_with_defaults() {
         let cli = Cli::try_parse_from(["tcplog", "status", "--json"]).unwrap();
-        assert_eq!(cli.device, "/dev/tcplog");
+        assert_eq!(cli.device, PathBuf::from("/dev/tcplog"));
         assert!(matches!(cli.command, Command::Status { json: true }));
     }
 
     #[test]
     fn device_can_be_overridden() {
         let cli = Cli::try_parse_from(["tcplog", "--device", "/tmp/x", "status"]).unwrap();
-        assert_eq!(cli.device, "/tmp/x");
+        assert_eq!(cli.device, PathBuf::from("/tmp/x"));
     }
 
     #[test]
@@ -243,7 +267,7 @@ mod tests {
             panic!()
         };
         assert!(new && output.json && !quiet);
-        assert_eq!(write.write.as_deref(), Some("x.tlog"));
+        assert_eq!(write.write, Some(PathBuf::from("x.tlog")));
         assert_eq!((write.rotate, write.keep), (Some(1 << 20), 5));
         assert_eq!(output.criteria.ports, ["80"]);
         assert!(
@@ -280,5 +304,27 @@ mod tests {
         assert!(e.to_string().contains("at most 4096"), "{e}");
         let e = Cli::try_parse_from(["tcplog", "mark", "--count", "0"]).unwrap_err();
         assert!(e.to_string().contains("1 to 65536"), "{e}");
+        let e = Cli::try_parse_from(["tcplog", "config", "--interim", "2d"]).unwrap_err();
+        assert!(e.to_string().contains("at most 86400 s"), "{e}");
+        let e = Cli::try_parse_from(["tcplog", "config", "--interim", "1500ms"]).unwrap_err();
+        assert!(e.to_string().contains("whole seconds"), "{e}");
+    }
+
+    #[test]
+    fn interim_durations() {
+        for (arg, want) in [
+            ("60s", 60),
+            ("2", 2),
+            ("5m", 300),
+            ("1h", 3600),
+            ("0", 0),
+            ("off", 0),
+        ] {
+            let cli = Cli::try_parse_from(["tcplog", "config", "--interim", arg]).unwrap();
+            let Command::Config { interim, .. } = cli.command else {
+                panic!()
+            };
+            assert_eq!(interim, Some(want), "{arg}");
+        }
     }
 }

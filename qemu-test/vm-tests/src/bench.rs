@@ -359,7 +359,7 @@ pub fn throughput() -> Result<(), String> {
         "logging headers + 128 bytes (reader draining)",
         "tcpdump -s 128 -w /dev/null, no module",
     ];
-    crate::t_socket::veth()?;
+    crate::fixtures::veth()?;
     if sys::module_loaded() {
         sys::rmmod()?;
     }

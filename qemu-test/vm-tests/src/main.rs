@@ -5,6 +5,7 @@
 
 mod bench;
 mod dev;
+mod fixtures;
 mod harness;
 mod peer;
 mod sys;

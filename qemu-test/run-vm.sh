@@ -25,6 +25,8 @@ mkdir -p "$out"
 
 append="console=ttyS0 loglevel=4 panic=-1 tlvm_mode=$mode"
 [ -n "$filter" ] && append+=" tlvm_filter=$filter"
+# The adversarial tests' seed (printed by each of them), to repeat a run.
+[ -n "${TCPLOG_VM_SEED:-}" ] && append+=" tlvm_seed=$TCPLOG_VM_SEED"
 : >"$out/console.log"
 : >"$out/results.log"
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 -nodefaults -display none -no-reboot

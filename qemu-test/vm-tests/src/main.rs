@@ -3,17 +3,21 @@
 //! Usage: `tcplog-vm-tests [FILTER]` runs the tests whose names contain FILTER (all by default);
 //! `tcplog-vm-tests --bench` runs the benchmarks instead.
 
+mod adv;
 mod bench;
 mod dev;
 mod fixtures;
+mod fuzz;
 mod harness;
 mod peer;
 mod sys;
+mod t_adv_device;
 mod t_basic;
 mod t_device;
 mod t_packet;
 mod t_socket;
 mod t_tool;
+mod uffd;
 
 use harness::Harness;
 
@@ -21,7 +25,7 @@ use harness::Harness;
 const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
-    if peer::main_if_peer() {
+    if peer::main_if_peer() || fuzz::main_if_fuzz() {
         return;
     }
     let filter = std::env::args().nth(1);
@@ -44,6 +48,8 @@ fn main() {
     t_socket::all(&mut h);
     t_packet::all(&mut h);
     t_tool::files(&mut h);
+    t_adv_device::all(&mut h);
+    t_adv_device::last(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

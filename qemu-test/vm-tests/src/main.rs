@@ -5,13 +5,16 @@
 
 mod adv;
 mod bench;
+mod craft;
 mod dev;
 mod fixtures;
 mod fuzz;
 mod harness;
 mod peer;
 mod sys;
+mod t_adv_cycles;
 mod t_adv_device;
+mod t_adv_peer;
 mod t_basic;
 mod t_device;
 mod t_packet;
@@ -48,8 +51,10 @@ fn main() {
     t_socket::all(&mut h);
     t_packet::all(&mut h);
     t_tool::files(&mut h);
+    t_adv_peer::all(&mut h);
     t_adv_device::all(&mut h);
     t_adv_device::last(&mut h);
+    t_adv_cycles::all(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

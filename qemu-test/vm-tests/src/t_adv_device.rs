@@ -3,8 +3,9 @@
 //! around blocked reads, and 100,000 random calls from several threads (see `fuzz.rs`); after
 //! all that, a fresh reader's accounting, and the module still unloads.
 //!
-//! Zero-length reads come last ([`last`]): on a module where such a read spins in the kernel, the
-//! child that made it can never be killed, and the module never unloaded again.
+//! Zero-length reads come after the others ([`last`]): on a module where such a read spins in the
+//! kernel, the child that made it can never be killed, and the module never unloaded again; the
+//! tests that need rmmod then say so instead of running.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};

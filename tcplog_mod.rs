@@ -7,51 +7,89 @@
 //!
 //! Where things are:
 //! - `ctl/src/abi/`: the device ABI, shared as source with the userspace tool.
-//! - `module/ring.rs`: the record ring buffer.
-//! - `module/log.rs`: the ring with its wait queue, switches and configuration.
-//! - `module/device.rs`: the misc device, its file operations and ioctls.
-//! - `module/reader.rs`: one open descriptor: its cursor, reads and poll.
-//! - `module/socket_hooks.rs`: the socket-operation hooks: events and connection summaries.
-//! - `module/conns.rs`: the bounded table of tracked connections.
-//! - `module/probes.rs`, `module/sockinfo.rs`: kretprobe and tracepoint plumbing; reading socks.
-//! - `module/netfilter.rs`: the netfilter hooks, in every network namespace.
-//! - `module/packet.rs`: packet parsing, rules, packet records, connection limits.
-//! - `module/flows.rs`: IP-layer counters of TCP connections.
-//! - `module/bindings.rs`, `module/helpers.c`: kernel definitions the `kernel` crate lacks.
+//! - The log: `module/ring.rs` (the record ring), `module/log.rs` (the ring with its wait queue,
+//!   switches, configuration and tables), `module/clock.rs`, `module/keys.rs` (hash keys).
+//! - The device: `module/device.rs` (the misc device, file operations, ioctls) and
+//!   `module/reader.rs` (one open descriptor: cursor, reads, poll).
+//! - The hooks: `module/hooks.rs` (arming and disarming all of them), `module/probes.rs`
+//!   (fprobe and tracepoint plumbing), `module/socket_ops.rs` (create, bind, listen, accept,
+//!   connect, close), `module/tcp_state.rs` (TCP state changes, resets, socket destruction),
+//!   `module/netfilter.rs` (the packet hooks in every network namespace).
+//! - What the hooks keep: `module/conns.rs` (tracked connections), `module/summary.rs`
+//!   (connection summaries), `module/flows.rs` (IP-layer counters), `module/rules.rs` (packet
+//!   rules), `module/packet_log.rs` (packet records and repeats), `module/limits.rs`
+//!   (connection limits), `module/mptcp.rs` (MPTCP connections and their subflows),
+//!   `module/table.rs` (the bounded hash table they are all made of).
+//! - `module/worker.rs`: what runs in process context or on a schedule (MPTCP summaries,
+//!   interim records).
+//! - Views of kernel objects, where the unsafe reads are: `module/sock.rs` (sockets),
+//!   `module/skb.rs` (packets, parsed by `module/parse.rs`), `module/identity.rs` (tasks);
+//!   `module/events.rs` builds events from them.
+//! - The kernel's definitions: `module/bindings.rs` (the module's own bindgen run),
+//!   `module/helpers.c` (one-line C helpers), `module/layout.{c,rs}` (the load-time check that
+//!   both agree with the kernel's compiler).
 
 use kernel::{prelude::*, sync::Arc};
 
 // The ABI is shared with userspace, where every item is public API; the module uses only a part.
-#[allow(dead_code, unreachable_pub, missing_docs)]
+#[expect(dead_code, unreachable_pub)]
 #[path = "ctl/src/abi/mod.rs"]
 mod abi;
 
 #[path = "module/bindings.rs"]
 mod bindings;
+#[path = "module/clock.rs"]
+mod clock;
 #[path = "module/conns.rs"]
 mod conns;
 #[path = "module/device.rs"]
 mod device;
+#[path = "module/events.rs"]
+mod events;
 #[path = "module/flows.rs"]
 mod flows;
+#[path = "module/hooks.rs"]
+mod hooks;
 #[path = "module/identity.rs"]
 mod identity;
+#[path = "module/keys.rs"]
+mod keys;
+#[path = "module/layout.rs"]
+mod layout;
+#[path = "module/limits.rs"]
+mod limits;
 #[path = "module/log.rs"]
 mod log;
+#[path = "module/mptcp.rs"]
+mod mptcp;
 #[path = "module/netfilter.rs"]
 mod netfilter;
-#[path = "module/packet.rs"]
-mod packet;
+#[path = "module/packet_log.rs"]
+mod packet_log;
+#[path = "module/parse.rs"]
+mod parse;
 #[path = "module/probes.rs"]
 mod probes;
 #[path = "module/reader.rs"]
 mod reader;
 #[path = "module/ring.rs"]
 mod ring;
-#[path = "module/socket_hooks.rs"]
-mod socket_hooks;
-#[path = "module/sockinfo.rs"]
-mod sockinfo;
+#[path = "module/rules.rs"]
+mod rules;
+#[path = "module/skb.rs"]
+mod skb;
+#[path = "module/sock.rs"]
+mod sock;
+#[path = "module/socket_ops.rs"]
+mod socket_ops;
+#[path = "module/summary.rs"]
+mod summary;
+#[path = "module/table.rs"]
+mod table;
+#[path = "module/tcp_state.rs"]
+mod tcp_state;
+#[path = "module/worker.rs"]
+mod worker;
 
 module! {
     type: TcpLog,
@@ -76,16 +114,13 @@ module! {
 }
 
 struct TcpLog {
-    // Fields drop in order: the device first (no descriptor can be open by then), then the
-    // hooks (no handler runs after), then the log they wrote to.
-    _dev: Pin<KBox<device::Registration>>,
-    _packet_hooks: netfilter::PacketHooks,
-    _hooks: Arc<socket_hooks::SocketHooks>,
-    _log: Arc<log::Log>,
+    dev: Option<Pin<KBox<device::Registration>>>,
+    hooks: Arc<hooks::Hooks>,
 }
 
 impl kernel::Module for TcpLog {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        layout::check()?;
         let kib = module_parameters::ring_kib.value() as usize;
         let size = kib.checked_mul(1024).ok_or(EINVAL)?;
         if !(ring::MIN_RING_SIZE..=ring::MAX_RING_SIZE).contains(&size) {
@@ -107,16 +142,12 @@ impl kernel::Module for TcpLog {
             );
             return Err(EINVAL);
         }
-        let log = log::Log::new(size, max_conns, module_parameters::enabled.value())?;
-        let hooks = Arc::new(socket_hooks::SocketHooks::install(log.clone())?, GFP_KERNEL)?;
-        if !log.enabled() {
-            hooks.set_armed(false);
+        let log = log::Log::new(size, max_conns, keys::HashKeys::new())?;
+        let hooks = Arc::pin_init(hooks::Hooks::new(log), GFP_KERNEL)?;
+        if module_parameters::enabled.value() {
+            hooks.arm_at_load()?;
         }
-        let packet_hooks = netfilter::PacketHooks::install(log.clone())?;
-        let dev = KBox::pin_init(
-            device::Registration::register(log.clone(), hooks.clone()),
-            GFP_KERNEL,
-        )?;
+        let dev = KBox::pin_init(device::Registration::register(hooks.clone()), GFP_KERNEL)?;
         pr_info!(
             "loaded: ring of {} KiB, {} connections, ABI version {}\n",
             kib,
@@ -124,10 +155,21 @@ impl kernel::Module for TcpLog {
             abi::ABI_VERSION
         );
         Ok(TcpLog {
-            _dev: dev,
-            _packet_hooks: packet_hooks,
-            _hooks: hooks,
-            _log: log,
+            dev: Some(dev),
+            hooks,
         })
+    }
+}
+
+impl Drop for TcpLog {
+    fn drop(&mut self) {
+        // The order matters, so it is spelled out rather than left to the fields' order:
+        // 1. The device. No descriptor is open (each pins the module), so no file operation
+        //    runs or will.
+        self.dev = None;
+        // 2. Every hook, each unregistration waiting for its running handlers; then the repeat
+        //    timer, which only the packet hooks arm, shut down for good.
+        self.hooks.shutdown();
+        // 3. The log goes with the last reference to it, which the hooks hold.
     }
 }

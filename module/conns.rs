@@ -3,18 +3,26 @@
 //! The connection table: what the module remembers about each TCP connection it tracks, from
 //! open to the summary at close.
 //!
-//! Entries are keyed by the address of the `struct sock` (and carry its cookie), live from the
-//! connect or the end of the handshake until the socket is destroyed, and are never freed before
-//! the socket is, so a key is never confused with a later socket at the same address. The table
-//! is preallocated at load, bounded, and never allocates; when full, a new connection is not
-//! tracked and the caller counts it. It is not synchronised itself: `Log` keeps it under a
-//! spinlock taken with interrupts disabled.
+//! Entries are keyed by the address of the `struct sock`. They live from the connect (SYN sent)
+//! or the end of the handshake until the socket is destroyed, and are never freed before the
+//! socket is, so a key is never confused with a later socket at the same address. The table is
+//! preallocated at load and bounded; when it is full a new connection is not tracked, which is
+//! counted, and the connection gets a partial summary.
 
-use kernel::prelude::*;
+use kernel::{
+    new_spinlock_irq,
+    prelude::*,
+    sync::{
+        atomic::{ordering::Relaxed, Atomic},
+        SpinLockIrq,
+    },
+};
 
 use crate::identity::Identity;
-use crate::packet::LimitRef;
-use crate::sockinfo::{SockInfo, TcpStats};
+use crate::keys::HashKeys;
+use crate::limits::LimitRef;
+use crate::sock::{SockInfo, TcpStats};
+use crate::table::Table;
 
 /// Smallest and largest `max_conns`.
 pub(crate) const MIN_CONNS: usize = 64;
@@ -28,6 +36,8 @@ pub(crate) struct Closed {
     pub(crate) stats: TcpStats,
     /// `sk_err` at close.
     pub(crate) err: i32,
+    /// It closed from FIN_WAIT2: retired before the peer's FIN came.
+    pub(crate) fin_wait2: bool,
 }
 
 /// What the module knows about one connection.
@@ -43,6 +53,11 @@ pub(crate) struct Conn {
     pub(crate) established: bool,
     /// `TcpStats::seq_sent` when the connection was established: what the handshake took.
     pub(crate) sent_base: Option<u64>,
+    /// When it was established (`CLOCK_BOOTTIME`, ns); 0 before.
+    pub(crate) established_boot: u64,
+    /// A non-blocking connect's EINPROGRESS was reported: asking again (EALREADY, EISCONN)
+    /// is not reported, its outcome is.
+    pub(crate) in_progress_reported: bool,
     /// This side queued its FIN (it went through FIN_WAIT1 or LAST_ACK).
     pub(crate) fin_queued: bool,
     /// A non-blocking connect returned EINPROGRESS: its outcome is reported later.
@@ -52,148 +67,148 @@ pub(crate) struct Conn {
     pub(crate) closed: Option<Closed>,
     /// Counted against a rule's connection limit (passive connections).
     pub(crate) limit: Option<LimitRef>,
+    /// An MPTCP connection (its socket is an `mptcp_sock`, never read as TCP).
+    pub(crate) mptcp: bool,
+    /// What the last interim record said, for the next one's deltas.
+    pub(crate) last_interim: Option<Interim>,
 }
 
-const NIL: u32 = u32::MAX;
-
+/// What an interim record reported: where the next one's deltas start.
 #[derive(Clone, Copy, Default)]
-struct Slot {
-    key: usize,
-    next: u32,
-    conn: Conn,
+pub(crate) struct Interim {
+    pub(crate) at_ns: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) pkts_in: u64,
+    pub(crate) pkts_out: u64,
+    pub(crate) ip_bytes_in: u64,
+    pub(crate) ip_bytes_out: u64,
 }
 
-/// A fixed-size hash table of connections, with chaining through slot indices.
-///
-/// # Invariants
-///
-/// - `slots.len()` is between `MIN_CONNS` and `MAX_CONNS`; `buckets.len()` is a power of two.
-/// - Every slot index is in exactly one list: the free list from `free`, or the chain of the
-///   bucket its key hashes to; lists link through `Slot::next` and end with `NIL`.
-/// - `used` is the number of slots in chains, and keys in chains are distinct and nonzero.
-pub(crate) struct ConnTable {
-    slots: KVVec<Slot>,
-    buckets: KVVec<u32>,
-    free: u32,
-    used: u32,
+/// An open TCP connection now: what interim records and `TCPLOG_IOC_GET_CONNS` report.
+#[derive(Clone, Copy)]
+pub(crate) struct Open {
+    pub(crate) key: usize,
+    pub(crate) conn: Conn,
+    pub(crate) now: Closed,
+    pub(crate) state: u8,
 }
 
-impl ConnTable {
-    pub(crate) fn new(max: usize) -> Result<Self> {
+/// The tracked connections, under an IRQ-safe lock (the hooks run in softirq context too).
+#[pin_data]
+pub(crate) struct Conns {
+    #[pin]
+    table: SpinLockIrq<Table<usize, Conn>>,
+    keys: HashKeys,
+    /// Connections not tracked because the table was full.
+    untracked: Atomic<u64>,
+}
+
+impl Conns {
+    pub(crate) fn new(max: usize, keys: HashKeys) -> Result<impl PinInit<Self, Error>> {
         if !(MIN_CONNS..=MAX_CONNS).contains(&max) {
             return Err(EINVAL);
         }
-        let mut slots = KVVec::from_elem(Slot::default(), max, GFP_KERNEL)?;
-        for (i, s) in slots.iter_mut().enumerate() {
-            s.next = if i + 1 < max { (i + 1) as u32 } else { NIL };
+        let table = Table::new(max)?;
+        Ok(try_pin_init!(Conns {
+            table <- new_spinlock_irq!(table, "tcplog_conns"),
+            keys,
+            untracked: Atomic::new(0),
+        }))
+    }
+
+    fn hash(&self, key: usize) -> u64 {
+        self.keys.hash(&key.to_ne_bytes())
+    }
+
+    /// Starts tracking the connection of socket `key`; a full table is counted.
+    pub(crate) fn track(&self, key: usize, conn: Conn) {
+        let h = self.hash(key);
+        if self.table.lock().insert(key, h, conn).is_err() {
+            self.untracked.add(1, Relaxed);
         }
-        let buckets = KVVec::from_elem(NIL, max.next_power_of_two(), GFP_KERNEL)?;
-        // INVARIANT: All slots are on the free list, in order; every chain is empty.
-        Ok(ConnTable {
-            slots,
-            buckets,
-            free: 0,
-            used: 0,
-        })
     }
 
-    pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
+    /// Runs `f` on the connection of socket `key`, if tracked; returns what `f` returned.
+    pub(crate) fn update<R>(&self, key: usize, f: impl FnOnce(&mut Conn) -> R) -> Option<R> {
+        let h = self.hash(key);
+        self.table.lock().get_mut(&key, h).map(f)
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.used as usize
+    /// Runs `f` on the connection of socket `key` (or `None`), and removes it if `f` says so.
+    pub(crate) fn update_or_remove<R>(
+        &self,
+        key: usize,
+        f: impl FnOnce(Option<&mut Conn>) -> (R, bool),
+    ) -> R {
+        let h = self.hash(key);
+        let mut t = self.table.lock();
+        let (r, remove) = f(t.get_mut(&key, h));
+        if remove {
+            t.remove(&key, h);
+        }
+        r
     }
 
-    fn bucket(&self, key: usize) -> usize {
-        // Fibonacci hashing of the address, whose low bits are alignment.
-        let h = ((key >> 6) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (h >> (64 - self.buckets.len().trailing_zeros())) as usize
+    /// Stops tracking socket `key`; returns what was known.
+    pub(crate) fn remove(&self, key: usize) -> Option<Conn> {
+        let h = self.hash(key);
+        self.table.lock().remove(&key, h)
     }
 
-    fn find(&self, key: usize) -> Option<usize> {
-        let mut i = self.buckets[self.bucket(key)];
-        while i != NIL {
-            let s = &self.slots[i as usize];
-            if s.key == key {
-                return Some(i as usize);
+    /// Removes socket `key` if its connection has closed (its summary is due); returns it.
+    pub(crate) fn take_closed(&self, key: usize) -> Option<Conn> {
+        let h = self.hash(key);
+        let mut t = self.table.lock();
+        match t.get_mut(&key, h) {
+            Some(c) if c.closed.is_some() => t.remove(&key, h),
+            _ => None,
+        }
+    }
+
+    /// Snapshots open, established TCP connections from slot `from` on into `out`; returns how
+    /// many, and where to resume (`None`: the whole table was seen).
+    pub(crate) fn open_batch(&self, from: usize, out: &mut [Option<Open>]) -> (usize, Option<usize>) {
+        let mut n = 0;
+        let mut t = self.table.lock();
+        let end_boot = crate::clock::boot_ns();
+        let next = t.walk(from, 4 * out.len(), |&key, c| {
+            if !c.established || c.closed.is_some() || c.mptcp {
+                return true;
             }
-            i = s.next;
-        }
-        None
-    }
-
-    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut Conn> {
-        let i = self.find(key)?;
-        Some(&mut self.slots[i].conn)
-    }
-
-    /// Tracks a connection, replacing any entry with the same key. Fails when the table is full.
-    pub(crate) fn insert(&mut self, key: usize, conn: Conn) -> Result<(), ()> {
-        if let Some(i) = self.find(key) {
-            self.slots[i].conn = conn;
-            return Ok(());
-        }
-        if self.free == NIL || key == 0 {
-            return Err(());
-        }
-        let i = self.free as usize;
-        let b = self.bucket(key);
-        self.free = self.slots[i].next;
-        // INVARIANT: Slot `i` moves from the free list to the head of its key's chain.
-        self.slots[i] = Slot {
-            key,
-            next: self.buckets[b],
-            conn,
-        };
-        self.buckets[b] = i as u32;
-        self.used += 1;
-        Ok(())
-    }
-
-    /// Stops tracking a connection; returns what was known.
-    pub(crate) fn remove(&mut self, key: usize) -> Option<Conn> {
-        let b = self.bucket(key);
-        let mut prev = NIL;
-        let mut i = self.buckets[b];
-        while i != NIL {
-            let next = self.slots[i as usize].next;
-            if self.slots[i as usize].key == key {
-                if prev == NIL {
-                    self.buckets[b] = next;
-                } else {
-                    self.slots[prev as usize].next = next;
-                }
-                let conn = self.slots[i as usize].conn;
-                // INVARIANT: Slot `i` leaves its chain for the free list.
-                self.slots[i as usize] = Slot {
-                    key: 0,
-                    next: self.free,
-                    conn: Conn::default(),
-                };
-                self.free = i;
-                self.used -= 1;
-                return Some(conn);
-            }
-            prev = i;
-            i = next;
-        }
-        None
-    }
-
-    /// Forgets every connection.
-    pub(crate) fn clear(&mut self) {
-        let n = self.slots.len();
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            *s = Slot {
-                key: 0,
-                next: if i + 1 < n { (i + 1) as u32 } else { NIL },
-                conn: Conn::default(),
+            // SAFETY: A tracked TCP socket is alive while its entry exists: `tcp_destroy_sock`
+            // removes the entry under this lock before the socket is freed, and the lock is held.
+            let Some(tcp) = unsafe { crate::sock::Sock::from_ptr(key as *const crate::bindings::sock) }
+                .and_then(|s| s.tcp())
+            else {
+                return true;
             };
-        }
-        self.buckets.iter_mut().for_each(|b| *b = NIL);
-        // INVARIANT: As after `new`.
-        self.free = 0;
-        self.used = 0;
+            out[n] = Some(Open {
+                key,
+                conn: *c,
+                now: Closed {
+                    end_boot,
+                    info: tcp.inet().info(&self.keys),
+                    stats: tcp.stats(),
+                    err: 0,
+                    fin_wait2: false,
+                },
+                state: tcp.sock().state(),
+            });
+            n += 1;
+            n < out.len()
+        });
+        (n, next)
+    }
+
+    /// Forgets every connection, in constant time.
+    pub(crate) fn clear(&self) {
+        self.table.lock().clear();
+    }
+
+    /// (capacity, tracked now, never tracked for want of room).
+    pub(crate) fn counts(&self) -> (usize, usize, u64) {
+        let t = self.table.lock();
+        (t.capacity(), t.len(), self.untracked.load(Relaxed))
     }
 }

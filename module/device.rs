@@ -7,7 +7,7 @@
 //! `owner` pins the module while any descriptor is open, so `rmmod` is refused until the last
 //! one closes and no file operation can outlive the code it runs.
 
-use core::mem::size_of;
+use core::mem::{size_of, size_of_val, MaybeUninit};
 
 use kernel::{
     bindings,
@@ -21,11 +21,10 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
-use crate::abi::{self, MarkBody, Pod};
+use crate::abi;
+use crate::hooks::Hooks;
 use crate::identity::Identity;
-use crate::log::Log;
 use crate::reader::Reader;
-use crate::socket_hooks::SocketHooks;
 
 /// Makes a C operations table usable as a `static`.
 struct AssertSync<T>(T);
@@ -55,21 +54,20 @@ static FOPS: AssertSync<bindings::file_operations> = AssertSync(bindings::file_o
 pub(crate) struct Registration {
     #[pin]
     misc: Opaque<bindings::miscdevice>,
-    log: Arc<Log>,
-    hooks: Arc<SocketHooks>,
+    hooks: Arc<Hooks>,
 }
 
 // SAFETY: `misc_deregister()` may be called from any thread, and a shared reference gives no
 // access to the `miscdevice` but through the VFS, which synchronises itself.
 unsafe impl Send for Registration {}
-// SAFETY: As above; `log` is `Sync`.
+// SAFETY: As above; `Hooks` is `Sync`.
 unsafe impl Sync for Registration {}
 
 impl Registration {
-    /// Registers the device node `/dev/tcplog`, mode 0600, owned by root, reading from `log`.
-    pub(crate) fn register(log: Arc<Log>, hooks: Arc<SocketHooks>) -> impl PinInit<Self, Error> {
+    /// Registers the device node `/dev/tcplog`, mode 0600, owned by root, reading from the
+    /// log of `hooks`.
+    pub(crate) fn register(hooks: Arc<Hooks>) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            log,
             hooks,
             misc <- Opaque::try_ffi_init(|slot: *mut bindings::miscdevice| {
                 let misc = bindings::miscdevice {
@@ -105,25 +103,28 @@ fn opened_for_writing(file: &File) -> bool {
     file.flags() & bindings::O_ACCMODE != bindings::O_RDONLY
 }
 
-// SAFETY: ABI structures are `Pod`: `repr(C)`, integers only, no padding, so any bytes are a
-// valid value and every byte of a value is initialised.
-unsafe impl FromBytes for abi::Config {}
-// SAFETY: As above.
-unsafe impl FromBytes for abi::Mark {}
-// SAFETY: As above.
-unsafe impl AsBytes for abi::Config {}
-// SAFETY: As above.
-unsafe impl AsBytes for abi::Status {}
-// SAFETY: As above.
-unsafe impl FromBytes for abi::Filter {}
-// SAFETY: As above.
-unsafe impl FromBytes for abi::RuleSet {}
-// SAFETY: As above.
-unsafe impl AsBytes for abi::RuleSet {}
-// SAFETY: As above.
-unsafe impl AsBytes for abi::RuleStats {}
-// SAFETY: As above.
-unsafe impl AsBytes for abi::Filter {}
+/// Lets the kernel's user-copy functions move ABI structures: each is `Pod` (`repr(C)`,
+/// integers only, no padding), so any bytes are a valid value and every byte of a value is
+/// initialised.
+macro_rules! user_copyable {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: `$t` is `Pod`, see above.
+        unsafe impl FromBytes for $t {}
+        // SAFETY: As above.
+        unsafe impl AsBytes for $t {}
+    )*};
+}
+
+user_copyable!(
+    abi::ConnQuery,
+    abi::InterimBody,
+    abi::Config,
+    abi::Mark,
+    abi::Status,
+    abi::Filter,
+    abi::RuleSet,
+    abi::RuleStats,
+);
 
 /// Reads the ioctl argument `T` from userspace.
 fn read_arg<T: FromBytes>(arg: usize) -> Result<T> {
@@ -132,12 +133,66 @@ fn read_arg<T: FromBytes>(arg: usize) -> Result<T> {
         .read()
 }
 
+/// Reads the ioctl argument `T` from userspace straight into the heap (for arguments of a few
+/// KiB, which have no business on the kernel stack).
+fn read_arg_boxed<T: FromBytes>(arg: usize) -> Result<KBox<T>> {
+    let mut b = KBox::<T>::new_uninit(GFP_KERNEL)?;
+    // SAFETY: The box holds `size_of::<T>()` bytes, which may be viewed as uninitialised bytes.
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<MaybeUninit<u8>>(), size_of::<T>())
+    };
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .reader()
+        .read_raw(bytes)?;
+    // SAFETY: Every byte was written, and by `FromBytes` any bytes are a valid `T`.
+    Ok(unsafe { b.assume_init() })
+}
+
 /// Writes the ioctl result `T` to userspace.
 fn write_arg<T: AsBytes>(arg: usize, value: &T) -> Result<isize> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+    UserSlice::new(UserPtr::from_addr(arg), size_of_val(value))
         .writer()
         .write(value)?;
     Ok(0)
+}
+
+/// Whether the descriptor's opener had CAP_NET_ADMIN (in the initial user namespace). Rights
+/// belong to the opener, as for the kernel's own devices and netlink sockets: a privileged
+/// program that opened the device keeps them after it drops privileges, and a descriptor opened
+/// without them gains nothing from whoever later calls on it.
+fn opener_may_change_state(file: &File) -> bool {
+    // SAFETY: `file` is a valid file; `init_user_ns` is a static that lives forever.
+    unsafe {
+        bindings::file_ns_capable(
+            file.as_ptr(),
+            core::ptr::addr_of_mut!(bindings::init_user_ns),
+            bindings::CAP_NET_ADMIN as c_int,
+        )
+    }
+}
+
+/// Writes up to `max` entries about the open TCP connections to the user array at `buf`;
+/// returns how many.
+fn list_conns(log: &crate::log::Log, buf: usize, max: u32) -> Result<u32> {
+    let size = size_of::<abi::InterimBody>();
+    let len = (max as usize).checked_mul(size).ok_or(EINVAL)?;
+    let mut out = UserSlice::new(UserPtr::from_addr(buf), len).writer();
+    let mut written = 0u32;
+    let mut from = Some(0);
+    while let Some(start) = from {
+        if written == max {
+            break;
+        }
+        let mut batch = [None; 16];
+        let room = ((max - written) as usize).min(batch.len());
+        let (n, next) = log.conns.open_batch(start, &mut batch[..room]);
+        for o in batch[..n].iter().flatten() {
+            out.write(&crate::worker::interim(log, o))?;
+            written += 1;
+        }
+        from = next;
+    }
+    Ok(written)
 }
 
 /// Handles one ioctl of a descriptor.
@@ -157,19 +212,18 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         if !opened_for_writing(file) {
             return Err(EBADF);
         }
-        // SAFETY: `capable()` only reads the current task's credentials.
-        if !unsafe { bindings::capable(bindings::CAP_NET_ADMIN as c_int) } {
+        if !opener_may_change_state(file) {
             return Err(EPERM);
         }
     }
     match cmd {
         abi::TCPLOG_IOC_VERSION => write_arg(arg, &abi::ABI_VERSION),
         abi::TCPLOG_IOC_ENABLE => {
-            reader.set_enabled(true, &Identity::current());
+            reader.set_enabled(true, &Identity::current())?;
             Ok(0)
         }
         abi::TCPLOG_IOC_DISABLE => {
-            reader.set_enabled(false, &Identity::current());
+            reader.set_enabled(false, &Identity::current())?;
             Ok(0)
         }
         abi::TCPLOG_IOC_STATUS => write_arg(arg, &reader.status()),
@@ -191,10 +245,10 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
             log.set_filter(&f, &Identity::current())?;
             Ok(0)
         }
-        abi::TCPLOG_IOC_GET_RULES => write_arg(arg, &log.packets().rules()),
-        abi::TCPLOG_IOC_GET_RULE_STATS => write_arg(arg, &log.packets().rule_stats()),
+        abi::TCPLOG_IOC_GET_RULES => write_arg(arg, &*log.rules.get()?),
+        abi::TCPLOG_IOC_GET_RULE_STATS => write_arg(arg, &*KBox::new(log.rules.stats(), GFP_KERNEL)?),
         abi::TCPLOG_IOC_SET_RULES => {
-            let set: abi::RuleSet = read_arg(arg)?;
+            let set: KBox<abi::RuleSet> = read_arg_boxed(arg)?;
             log.set_rules(&set, &Identity::current())?;
             Ok(0)
         }
@@ -207,19 +261,17 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
             if mark.count == 0 || mark.count > abi::MAX_MARK_COUNT || mark._pad != 0 {
                 return Err(EINVAL);
             }
-            let who = Identity::current();
-            for index in 0..mark.count {
-                let body = MarkBody {
-                    value: mark.value,
-                    index,
-                    pid: who.pid,
-                    uid: who.uid,
-                    _pad: 0,
-                    comm: who.comm,
-                };
-                log.emit(abi::rtype::MARK, &[body.as_bytes()]);
-            }
+            log.mark(mark.value, mark.count, &Identity::current());
             Ok(0)
+        }
+        abi::TCPLOG_IOC_GET_CONNS => {
+            let mut q: abi::ConnQuery = read_arg(arg)?;
+            if q._pad != 0 || q.written != 0 || q.tracked != 0 {
+                return Err(EINVAL);
+            }
+            q.written = list_conns(log, q.buf as usize, q.max)?;
+            q.tracked = log.conns.counts().1 as u32;
+            write_arg(arg, &q)
         }
         abi::FIONREAD => {
             let n = i32::try_from(reader.available()).unwrap_or(i32::MAX);
@@ -261,7 +313,7 @@ unsafe extern "C" fn tcplog_open(inode: *mut bindings::inode, file: *mut binding
     if ret != 0 {
         return ret;
     }
-    match Reader::new(reg.log.clone(), reg.hooks.clone()) {
+    match Reader::new(reg.hooks.clone()) {
         Ok(reader) => {
             // SAFETY: The file is being opened: nothing else uses `private_data` yet; from now
             // on it holds the reader, until `tcplog_release` takes it back.
@@ -296,7 +348,7 @@ unsafe extern "C" fn tcplog_read(
     // SAFETY: `file` is a file of the device, open for the duration of the call.
     let reader = unsafe { reader_of(file) };
     // SAFETY: As above.
-    let nonblock = unsafe { (*file).f_flags } & bindings::O_NONBLOCK != 0;
+    let nonblock = unsafe { File::from_raw_file(file) }.flags() & bindings::O_NONBLOCK != 0;
     let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), len).writer();
     match reader.read(&mut out, len, nonblock) {
         Ok(n) => n as isize,
@@ -328,7 +380,7 @@ unsafe extern "C" fn tcplog_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c
     let reader = unsafe { reader_of(file) };
     // SAFETY: As above.
     let f = unsafe { File::from_raw_file(file) };
-    match ioctl(&reader, f, cmd, arg as usize) {
+    match ioctl(&reader, f, cmd, arg) {
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,
     }

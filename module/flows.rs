@@ -1,21 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The flow table: packets and bytes of each TCP connection at the IP layer, as the netfilter
-//! hooks see them, until the connection's summary takes them.
+//! IP-layer packet and byte counters of TCP connections, as the netfilter hooks see them, until
+//! the connection's summary takes them.
 //!
 //! Flows are keyed by their endpoints as this host sees them (namespace, local and remote
 //! address and port), so both ends of a loopback connection are separate flows, as they are
-//! separate connections. A SYN starts a flow afresh, so counts never leak from an earlier
-//! connection on the same ports; only flows that saw their SYN are complete. The table (keyed
-//! hash, so that remote peers cannot flood a chain) is
-//! preallocated and bounded: when it is full, the stalest flow idle for a while is reused (flows
-//! outlive their connection by at most a final ACK or a stray reset), else the packet goes
-//! uncounted and is counted as such. Not synchronised itself: `Log` keeps it under a spinlock.
+//! separate connections. Only a connection's first SYN (SYN without ACK) starts a flow; every
+//! packet of the 4-tuple after it is counted, a retransmitted or forged SYN included (it is a
+//! packet of that tuple on the wire, as a capture shows it). So counts are the whole
+//! connection's from its first packet, or there is no flow and the summary's IP counters are
+//! null: never a partial count claimed exact.
+//!
+//! A flow is *confirmed* when its socket reaches ESTABLISHED, and then belongs to that socket.
+//! Scans, floods of SYNs and handshakes that never finish make unconfirmed flows only: when the
+//! table is full, one of those is evicted to make room (counted), never a confirmed one. A SYN
+//! with a new initial sequence number on a flow that is unconfirmed or already closed starts it
+//! afresh (a new connection on the same ports). The table is preallocated and bounded.
 
-use kernel::prelude::*;
+use kernel::{
+    new_spinlock_irq,
+    prelude::*,
+    sync::{
+        atomic::{ordering::Relaxed, Atomic},
+        SpinLockIrq,
+    },
+};
 
 use crate::abi;
-use crate::sockinfo::keyed_hash;
+use crate::keys::HashKeys;
+use crate::table::Table;
 
 /// A flow's endpoints, IPv4-mapped IPv6 addresses folded to IPv4 (a dual-stack socket's
 /// packets are IPv4 packets).
@@ -65,15 +78,17 @@ impl FlowKey {
         }
     }
 
-    /// A keyed hash: remote peers choose the addresses and ports of inbound packets.
-    fn hash(&self) -> u64 {
-        let w =
-            |a: &[u8; 16], i: usize| u64::from_ne_bytes(a[i..i + 8].try_into().unwrap_or_default());
-        // Fold the addresses' halves together; the ports, family and namespace go in whole.
-        let a = w(&self.laddr, 0) ^ w(&self.raddr, 8).rotate_left(17);
-        let b = w(&self.laddr, 8) ^ w(&self.raddr, 0).rotate_left(31);
-        let c = u64::from(self.netns) << 32 | u64::from(self.family) << 16 | u64::from(self.lport);
-        keyed_hash([a, b, c, u64::from(self.rport)])
+    /// Every byte of the key, for the keyed hash (no folding that would make collisions
+    /// independent of the key).
+    fn bytes(&self) -> [u8; 42] {
+        let mut b = [0u8; 42];
+        b[..4].copy_from_slice(&self.netns.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.family.to_ne_bytes());
+        b[6..8].copy_from_slice(&self.lport.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.rport.to_ne_bytes());
+        b[10..26].copy_from_slice(&self.laddr);
+        b[26..42].copy_from_slice(&self.raddr);
+        b
     }
 }
 
@@ -84,188 +99,303 @@ pub(crate) struct FlowCounts {
     pub(crate) pkts_out: u64,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
-    /// The flow saw the connection's first SYN: the counts are the whole connection's.
-    pub(crate) complete: bool,
+    /// From the first SYN to the first packet carrying data out / in, ns.
+    pub(crate) first_tx_ns: Option<u64>,
+    pub(crate) first_rx_ns: Option<u64>,
+    /// The longest time between two packets, either way, ns.
+    pub(crate) max_idle_ns: u64,
 }
 
-const NIL: u32 = u32::MAX;
-
-/// A flow idle this long may be reused when the table is full.
-const STALE_NS: u64 = 10_000_000_000;
+/// When things happened to a flow (`CLOCK_BOOTTIME`, ns).
+#[derive(Clone, Copy, Default)]
+struct Times {
+    start: u64,
+    last: u64,
+    first_tx: Option<u64>,
+    first_rx: Option<u64>,
+    max_idle: u64,
+}
 
 #[derive(Clone, Copy, Default)]
-struct Slot {
-    key: FlowKey,
-    used: bool,
-    next: u32,
-    last_seen: u64,
+struct Flow {
     counts: FlowCounts,
+    times: Times,
+    /// The initial sequence number of the SYN that started the flow.
+    isn: u32,
+    /// The socket that owns it, once confirmed (its address; 0 before).
+    owner: usize,
+    confirmed: bool,
+    /// Its connection reached CLOSE: a new connection may reuse the ports.
+    closed: bool,
 }
 
-/// The flows, in a fixed-size hash table chained through slot indices.
-///
-/// # Invariants
-///
-/// Every slot index is in exactly one list: the free list from `free` (slots not `used`), or the
-/// chain of the bucket its key hashes to (slots `used`, keys distinct); `used_count` counts the
-/// latter; `buckets.len()` is a power of two.
-pub(crate) struct FlowTable {
-    slots: KVVec<Slot>,
-    buckets: KVVec<u32>,
-    free: u32,
-    used_count: u32,
-    /// Where the search for a stale flow resumes.
-    hand: usize,
+/// A packet, as the flow table needs it.
+pub(crate) struct FlowPacket {
+    pub(crate) inbound: bool,
+    /// IP bytes, headers included.
+    pub(crate) bytes: u64,
+    /// It carries data (payload beyond the headers).
+    pub(crate) data: bool,
+    /// A connection's first segment: SYN without ACK.
+    pub(crate) first_syn: bool,
+    pub(crate) seq: u32,
+    /// When it was seen (`CLOCK_BOOTTIME`, ns).
+    pub(crate) now: u64,
 }
 
-impl FlowTable {
-    pub(crate) fn new(max: usize) -> Result<Self> {
-        let mut slots = KVVec::from_elem(Slot::default(), max, GFP_KERNEL)?;
-        for (i, s) in slots.iter_mut().enumerate() {
-            s.next = if i + 1 < max { (i + 1) as u32 } else { NIL };
-        }
-        // INVARIANT: All slots are free, every chain empty.
-        Ok(FlowTable {
-            slots,
-            buckets: KVVec::from_elem(NIL, max.next_power_of_two(), GFP_KERNEL)?,
-            free: 0,
-            used_count: 0,
-            hand: 0,
-        })
+/// Slots looked at, at most, for a handshake to evict.
+const EVICT_BUDGET: usize = 64;
+
+/// The flows, under an IRQ-safe lock.
+#[pin_data]
+pub(crate) struct Flows {
+    #[pin]
+    table: SpinLockIrq<Table<FlowKey, Flow>>,
+    keys: HashKeys,
+    /// First SYNs that found no room: their connections' counters are null.
+    untracked: Atomic<u64>,
+    /// Unconfirmed flows evicted to make room.
+    evicted: Atomic<u64>,
+}
+
+impl Flows {
+    pub(crate) fn new(max: usize, keys: HashKeys) -> Result<impl PinInit<Self, Error>> {
+        let table = Table::new(max)?;
+        Ok(try_pin_init!(Flows {
+            table <- new_spinlock_irq!(table, "tcplog_flows"),
+            keys,
+            untracked: Atomic::new(0),
+            evicted: Atomic::new(0),
+        }))
     }
 
-    pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
+    fn hash(&self, key: &FlowKey) -> u64 {
+        self.keys.hash(&key.bytes())
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.used_count as usize
-    }
-
-    fn bucket(&self, key: &FlowKey) -> usize {
-        (key.hash() >> (64 - self.buckets.len().trailing_zeros())) as usize
-    }
-
-    fn find(&self, key: &FlowKey) -> Option<usize> {
-        let mut i = self.buckets[self.bucket(key)];
-        while i != NIL {
-            let s = &self.slots[i as usize];
-            if s.key == *key {
-                return Some(i as usize);
+    /// Counts a TCP packet of flow `key`.
+    pub(crate) fn count(&self, key: &FlowKey, p: &FlowPacket) {
+        let h = self.hash(key);
+        let mut t = self.table.lock();
+        if let Some(f) = t.get_mut(key, h) {
+            let restart = p.first_syn && p.seq != f.isn && (!f.confirmed || f.closed);
+            if !restart {
+                add(f, p);
+                return;
             }
-            i = s.next;
+        } else if !p.first_syn {
+            // Not a connection the hooks saw start: nothing to count it in.
+            return;
         }
-        None
-    }
-
-    fn unlink(&mut self, i: usize) {
-        let b = self.bucket(&self.slots[i].key);
-        let next = self.slots[i].next;
-        if self.buckets[b] == i as u32 {
-            self.buckets[b] = next;
-        } else {
-            let mut j = self.buckets[b];
-            while j != NIL && self.slots[j as usize].next != i as u32 {
-                j = self.slots[j as usize].next;
-            }
-            if j != NIL {
-                self.slots[j as usize].next = next;
-            }
-        }
-        // INVARIANT: Slot `i` leaves its chain for the free list.
-        self.slots[i] = Slot {
-            next: self.free,
-            ..Slot::default()
+        let mut flow = Flow {
+            isn: p.seq,
+            times: Times {
+                start: p.now,
+                last: p.now,
+                ..Times::default()
+            },
+            ..Flow::default()
         };
-        self.free = i as u32;
-        self.used_count -= 1;
-    }
-
-    /// Frees a flow idle for `STALE_NS`, looking at a bounded number of slots.
-    fn reclaim(&mut self, now: u64) -> bool {
-        let n = self.slots.len();
-        for _ in 0..64.min(n) {
-            let i = self.hand;
-            self.hand = (self.hand + 1) % n;
-            let s = &self.slots[i];
-            if s.used && now.saturating_sub(s.last_seen) > STALE_NS {
-                self.unlink(i);
-                return true;
+        add(&mut flow, p);
+        if t.insert(*key, h, flow).is_ok() {
+            return;
+        }
+        if t.evict_one(EVICT_BUDGET, |_, f| !f.confirmed) {
+            self.evicted.add(1, Relaxed);
+            if t.insert(*key, h, flow).is_ok() {
+                return;
             }
         }
-        false
+        self.untracked.add(1, Relaxed);
     }
 
-    /// Counts a packet of `bytes` bytes; `syn` starts the flow afresh. Returns false if the
-    /// packet could not be counted (the table is full of active flows).
-    pub(crate) fn account(
-        &mut self,
-        key: &FlowKey,
-        inbound: bool,
-        bytes: u64,
-        syn: bool,
-        now: u64,
-    ) -> bool {
-        let i = match self.find(key) {
-            Some(i) => i,
-            None => {
-                if self.free == NIL && !self.reclaim(now) {
-                    return false;
-                }
-                let i = self.free as usize;
-                let b = self.bucket(key);
-                self.free = self.slots[i].next;
-                // INVARIANT: Slot `i` moves from the free list to the head of its key's chain.
-                self.slots[i] = Slot {
-                    key: *key,
-                    used: true,
-                    next: self.buckets[b],
-                    last_seen: now,
-                    counts: FlowCounts::default(),
-                };
-                self.buckets[b] = i as u32;
-                self.used_count += 1;
-                i
-            }
-        };
-        let s = &mut self.slots[i];
-        if syn {
-            s.counts = FlowCounts {
-                complete: true,
-                ..FlowCounts::default()
-            };
+    /// The connection of socket `owner` on flow `key` is established: its flow is confirmed.
+    pub(crate) fn confirm(&self, key: &FlowKey, owner: usize) {
+        let h = self.hash(key);
+        if let Some(f) = self.table.lock().get_mut(key, h) {
+            f.confirmed = true;
+            f.owner = owner;
+            f.closed = false;
         }
-        s.last_seen = now;
-        let c = &mut s.counts;
-        if inbound {
-            c.pkts_in += 1;
-            c.bytes_in += bytes;
+    }
+
+    /// The connection of socket `owner` reached CLOSE.
+    pub(crate) fn close(&self, key: &FlowKey, owner: usize) {
+        let h = self.hash(key);
+        if let Some(f) = self.table.lock().get_mut(key, h) {
+            if f.owner == owner {
+                f.closed = true;
+            }
+        }
+    }
+
+    /// Takes the counts of the flow socket `owner` confirmed (for its summary) and forgets it.
+    pub(crate) fn take(&self, key: &FlowKey, owner: usize) -> Option<FlowCounts> {
+        let h = self.hash(key);
+        let mut t = self.table.lock();
+        match t.get_mut(key, h) {
+            Some(f) if f.confirmed && f.owner == owner => t.remove(key, h).map(|f| f.result()),
+            _ => None,
+        }
+    }
+
+    /// The counts so far of the flow socket `owner` confirmed (for interim records).
+    pub(crate) fn peek(&self, key: &FlowKey, owner: usize) -> Option<FlowCounts> {
+        let h = self.hash(key);
+        match self.table.lock().get_mut(key, h) {
+            Some(f) if f.confirmed && f.owner == owner => Some(f.result()),
+            _ => None,
+        }
+    }
+
+    /// Forgets the flow of a connection attempt that ended before it was established.
+    pub(crate) fn forget_unconfirmed(&self, key: &FlowKey) {
+        let h = self.hash(key);
+        let mut t = self.table.lock();
+        if matches!(t.get_mut(key, h), Some(f) if !f.confirmed) {
+            t.remove(key, h);
+        }
+    }
+
+    /// Forgets every flow, in constant time.
+    pub(crate) fn clear(&self) {
+        self.table.lock().clear();
+    }
+
+    /// (capacity, flows now, first SYNs left uncounted, handshakes evicted).
+    pub(crate) fn counts(&self) -> (usize, usize, u64, u64) {
+        let t = self.table.lock();
+        (
+            t.capacity(),
+            t.len(),
+            self.untracked.load(Relaxed),
+            self.evicted.load(Relaxed),
+        )
+    }
+}
+
+fn add(f: &mut Flow, p: &FlowPacket) {
+    let (c, t) = (&mut f.counts, &mut f.times);
+    if p.inbound {
+        c.pkts_in += 1;
+        c.bytes_in += p.bytes;
+    } else {
+        c.pkts_out += 1;
+        c.bytes_out += p.bytes;
+    }
+    if p.data {
+        let first = if p.inbound {
+            &mut t.first_rx
         } else {
-            c.pkts_out += 1;
-            c.bytes_out += bytes;
+            &mut t.first_tx
+        };
+        first.get_or_insert(p.now);
+    }
+    t.max_idle = t.max_idle.max(p.now.saturating_sub(t.last));
+    t.last = t.last.max(p.now);
+}
+
+impl Flow {
+    fn result(&self) -> FlowCounts {
+        let t = &self.times;
+        FlowCounts {
+            first_tx_ns: t.first_tx.map(|f| f.saturating_sub(t.start)),
+            first_rx_ns: t.first_rx.map(|f| f.saturating_sub(t.start)),
+            max_idle_ns: t.max_idle,
+            ..self.counts
         }
-        true
+    }
+}
+
+#[kunit_tests(tcplog_flows)]
+mod tests {
+    use super::*;
+
+    fn key(rport: u16) -> FlowKey {
+        let mut raddr = [0u8; 16];
+        raddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        FlowKey::new(1, abi::AF_INET, [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 80, raddr, rport)
     }
 
-    /// Takes a flow's counts (for its connection's summary) and forgets it.
-    pub(crate) fn take(&mut self, key: &FlowKey) -> Option<FlowCounts> {
-        let i = self.find(key)?;
-        let c = self.slots[i].counts;
-        self.unlink(i);
-        Some(c)
+    fn pkt(inbound: bool, bytes: u64, first_syn: bool, seq: u32) -> FlowPacket {
+        FlowPacket {
+            inbound,
+            bytes,
+            data: bytes > 60,
+            first_syn,
+            seq,
+            now: bytes * 1000,
+        }
     }
 
-    pub(crate) fn clear(&mut self) {
-        let n = self.slots.len();
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            *s = Slot {
-                next: if i + 1 < n { (i + 1) as u32 } else { NIL },
-                ..Slot::default()
-            };
+    fn flows(max: usize) -> Result<Pin<KBox<Flows>>> {
+        KBox::pin_init(Flows::new(max, HashKeys::new())?, GFP_KERNEL)
+    }
+
+    #[test]
+    fn only_a_first_syn_starts_a_flow() -> Result {
+        let f = flows(8)?;
+        f.count(&key(1), &pkt(true, 52, false, 0));
+        assert_eq!(f.counts().1, 0);
+        f.count(&key(1), &pkt(true, 60, true, 7));
+        f.count(&key(1), &pkt(false, 60, false, 0));
+        f.count(&key(1), &pkt(true, 52, false, 0));
+        f.confirm(&key(1), 0x1000);
+        let c = f.take(&key(1), 0x1000).ok_or(EINVAL)?;
+        assert_eq!((c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out), (2, 112, 1, 60));
+        assert!(c.first_tx_ns.is_none() && c.first_rx_ns.is_none());
+        assert_eq!(f.counts().1, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_confirmed_flow_is_never_restarted() -> Result {
+        let f = flows(8)?;
+        f.count(&key(2), &pkt(true, 60, true, 7));
+        f.confirm(&key(2), 0x2000);
+        // A forged SYN with another sequence number is one more packet of the tuple.
+        f.count(&key(2), &pkt(true, 40, true, 99));
+        let c = f.take(&key(2), 0x2000).ok_or(EINVAL)?;
+        assert_eq!((c.pkts_in, c.bytes_in), (2, 100));
+        Ok(())
+    }
+
+    #[test]
+    fn a_new_attempt_restarts_an_unconfirmed_flow() -> Result {
+        let f = flows(8)?;
+        f.count(&key(3), &pkt(true, 60, true, 7));
+        f.count(&key(3), &pkt(true, 60, true, 7)); // Retransmitted: counted.
+        f.count(&key(3), &pkt(true, 64, true, 8)); // A new attempt: afresh.
+        f.confirm(&key(3), 0x3000);
+        let c = f.take(&key(3), 0x3000).ok_or(EINVAL)?;
+        assert_eq!((c.pkts_in, c.bytes_in), (1, 64));
+        // Only the owner takes a flow.
+        f.count(&key(3), &pkt(true, 60, true, 9));
+        f.confirm(&key(3), 0x3000);
+        assert!(f.take(&key(3), 0x4000).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn handshakes_are_evicted_confirmed_flows_never() -> Result {
+        let f = flows(4)?;
+        for p in 0..4 {
+            f.count(&key(10 + p), &pkt(false, 60, true, 1));
         }
-        self.buckets.iter_mut().for_each(|b| *b = NIL);
-        // INVARIANT: As after `new`.
-        self.free = 0;
-        self.used_count = 0;
+        f.confirm(&key(10), 0x10);
+        f.confirm(&key(11), 0x11);
+        // Room is made by evicting a handshake.
+        f.count(&key(20), &pkt(false, 60, true, 1));
+        assert_eq!(f.counts().3, 1);
+        f.confirm(&key(20), 0x20);
+        f.count(&key(21), &pkt(false, 60, true, 1));
+        f.confirm(&key(21), 0x21);
+        // Only confirmed flows are left: the next SYN is not counted.
+        f.count(&key(22), &pkt(false, 60, true, 1));
+        assert_eq!(f.counts().2, 1);
+        for (p, owner) in [(10, 0x10), (11, 0x11), (20, 0x20), (21, 0x21)] {
+            assert!(f.take(&key(p), owner).is_some());
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The log: the record ring, the wait queue of its readers, and the switches and configuration
-//! that the hooks read on every event.
+//! The log: the record ring with its readers' wait queue, the configuration the hooks read on
+//! every event, and the tables they keep. One `Log` exists while the module is loaded; every
+//! hook reaches it through its own registration (probe data, netfilter `priv`), and readers
+//! through their descriptor.
 //!
 //! Producers call [`Log::emit`] from any context. Configuration is read lock-free from atomics;
 //! changes go through a mutex so that each one is audited by exactly one CONFIG record. Hooks
@@ -14,19 +16,25 @@ use kernel::{
     sync::{
         atomic::{ordering::Relaxed, Atomic},
         poll::PollCondVar,
-        Arc, Mutex, SpinLockIrq,
+        Arc, Mutex, MutexGuard, SpinLockIrq,
     },
 };
 
 use crate::abi::{self, config_item, ConfigBody, EventBody, Pod, Subject, SummaryBody};
-use crate::conns::{Conn, ConnTable};
-use crate::flows::{FlowCounts, FlowKey, FlowTable};
+use crate::clock::Stamp;
+use crate::conns::Conns;
+use crate::flows::Flows;
 use crate::identity::Identity;
-use crate::packet::PacketState;
+use crate::keys::HashKeys;
+use crate::limits::Limits;
+use crate::mptcp::Mptcp;
+use crate::worker::Worker;
+use crate::packet_log::PacketLog;
 use crate::ring::{Cursor, ReadError, Ring};
+use crate::rules::Rules;
 
 /// The state every hook and every reader shares.
-#[pin_data]
+#[pin_data(PinnedDrop)]
 pub(crate) struct Log {
     #[pin]
     ring: SpinLockIrq<Ring>,
@@ -36,57 +44,78 @@ pub(crate) struct Log {
     /// Serialises configuration changes.
     #[pin]
     config_lock: Mutex<()>,
-    /// The connections being tracked.
+    pub(crate) keys: HashKeys,
+    /// The TCP connections being tracked.
     #[pin]
-    conns: SpinLockIrq<ConnTable>,
-    #[pin]
-    filter: SpinLockIrq<abi::Filter>,
+    pub(crate) conns: Conns,
     /// IP-layer counters of TCP connections.
     #[pin]
-    flows: SpinLockIrq<FlowTable>,
-    flows_untracked: Atomic<u64>,
-    /// Rules, packet records, connection limits.
+    pub(crate) flows: Flows,
     #[pin]
-    pub(crate) packets: PacketState,
+    filter: SpinLockIrq<abi::Filter>,
     /// Whether `filter` holds any criterion: hooks skip its lock when not.
     filter_on: Atomic<bool>,
+    pub(crate) rules: Rules,
+    #[pin]
+    pub(crate) limits: Limits,
+    /// Packet records and their repeats.
+    #[pin]
+    pub(crate) packets: PacketLog,
+    /// MPTCP's subflow links and pending summaries.
+    #[pin]
+    pub(crate) mptcp: Mptcp,
+    /// What runs in process context or on a schedule.
+    #[pin]
+    pub(crate) worker: Worker,
+    interim_s: Atomic<u32>,
     filtered: Atomic<u64>,
-    untracked: Atomic<u64>,
+    dropped: Atomic<u64>,
+    packets_malformed: Atomic<u64>,
+    packets_no_transport: Atomic<u64>,
     enabled: Atomic<bool>,
     event_mask: Atomic<u64>,
     options: Atomic<u64>,
     snap_len: Atomic<u32>,
     readers: Atomic<u32>,
-    dropped: Atomic<u64>,
 }
 
 impl Log {
     /// Makes the log with a ring of `ring_size` bytes and room to track `max_conns` connections.
-    pub(crate) fn new(ring_size: usize, max_conns: usize, enabled: bool) -> Result<Arc<Self>> {
+    /// Logging starts disabled: the hooks that enable it are installed afterwards.
+    pub(crate) fn new(ring_size: usize, max_conns: usize, keys: HashKeys) -> Result<Arc<Self>> {
         let ring = Ring::new(ring_size)?;
-        let conns = ConnTable::new(max_conns)?;
-        let flows = FlowTable::new(max_conns)?;
-        let packets = PacketState::new()?;
+        let conns = Conns::new(max_conns, keys)?;
+        let flows = Flows::new(max_conns, keys)?;
+        let limits = Limits::new(keys)?;
+        let packets = PacketLog::new()?;
+        let mptcp = Mptcp::new(max_conns, keys)?;
+        let rules = Rules::new()?;
         let cfg = abi::Config::DEFAULT;
         Arc::pin_init(
             try_pin_init!(Log {
                 ring <- new_spinlock_irq!(ring, "tcplog_ring"),
                 readable <- new_poll_condvar!("tcplog_readable"),
                 config_lock <- new_mutex!((), "tcplog_config"),
-                conns <- new_spinlock_irq!(conns, "tcplog_conns"),
+                keys,
+                conns <- conns,
+                flows <- flows,
                 filter <- new_spinlock_irq!(abi::Filter::default(), "tcplog_filter"),
-                flows <- new_spinlock_irq!(flows, "tcplog_flows"),
-                flows_untracked: Atomic::new(0),
-                packets <- packets,
                 filter_on: Atomic::new(false),
+                rules,
+                limits <- limits,
+                packets <- packets,
+                mptcp <- mptcp,
+                worker <- Worker::new(),
+                interim_s: Atomic::new(cfg.interim_s),
                 filtered: Atomic::new(0),
-                untracked: Atomic::new(0),
-                enabled: Atomic::new(enabled),
+                dropped: Atomic::new(0),
+                packets_malformed: Atomic::new(0),
+                packets_no_transport: Atomic::new(0),
+                enabled: Atomic::new(false),
                 event_mask: Atomic::new(cfg.event_mask),
                 options: Atomic::new(cfg.options),
                 snap_len: Atomic::new(cfg.snap_len),
                 readers: Atomic::new(0),
-                dropped: Atomic::new(0),
             }),
             GFP_KERNEL,
         )
@@ -103,12 +132,12 @@ impl Log {
         self.emit_inner(rtype, parts, None);
     }
 
-    /// As [`Log::emit`], stamped with the given times rather than now.
-    pub(crate) fn emit_at(&self, rtype: u16, parts: &[&[u8]], time_ns: u64, boot_ns: u64) {
-        self.emit_inner(rtype, parts, Some((time_ns, boot_ns)));
+    /// As [`Log::emit`], stamped with the given time rather than now.
+    pub(crate) fn emit_at(&self, rtype: u16, parts: &[&[u8]], at: Stamp) {
+        self.emit_inner(rtype, parts, Some(at));
     }
 
-    fn emit_inner(&self, rtype: u16, parts: &[&[u8]], at: Option<(u64, u64)>) {
+    fn emit_inner(&self, rtype: u16, parts: &[&[u8]], at: Option<Stamp>) {
         if self.ring.lock().push_at(rtype, parts, at).is_err() {
             self.dropped.add(1, Relaxed);
             return;
@@ -129,26 +158,34 @@ impl Log {
         self.emit(abi::rtype::CONFIG, &[body.as_bytes()]);
     }
 
-    /// Turns logging on or off; audited if it changed anything. Disabling forgets the tracked
-    /// connections: while disabled the hooks do nothing, so what they knew would go stale, and a
-    /// connection that outlives the pause gets a summary flagged partial. `arm` arms or disarms
-    /// the hooks; it runs under the configuration lock, so toggles cannot interleave.
-    pub(crate) fn set_enabled(&self, on: bool, who: &Identity, arm: impl FnOnce(bool)) {
-        let _guard = self.config_lock.lock();
+    /// Holds the configuration lock for a change made elsewhere (arming the hooks).
+    pub(crate) fn config_guard(&self) -> MutexGuard<'_, ()> {
+        self.config_lock.lock()
+    }
+
+    /// Sets the switch the hooks read; audited if it changed. The caller holds the
+    /// configuration lock and arms or disarms the hooks around it.
+    pub(crate) fn set_enabled_locked(&self, on: bool, who: &Identity) {
         let was = self.enabled.xchg(on, Relaxed);
-        if was != on {
-            arm(on);
-        }
-        if !on {
-            // After the store: an insert that takes the lock after this sees `enabled` false.
-            self.conns.lock().clear();
-            self.flows.lock().clear();
-            self.packets.clear_limits();
-            self.packets.flush_pending(self);
-        }
         if was != on {
             self.emit_config(config_item::ENABLED, u64::from(was), u64::from(on), who);
         }
+    }
+
+    /// Sets the switch without an audit record (at load).
+    pub(crate) fn set_enabled_quietly(&self, on: bool) {
+        self.enabled.store(on, Relaxed);
+    }
+
+    /// Forgets what the hooks knew: tracked connections, flows, limit counts. Called with the
+    /// hooks disarmed, so that nothing they remember goes stale unseen.
+    pub(crate) fn forget_tracking(&self) {
+        self.conns.clear();
+        self.flows.clear();
+        self.limits.clear();
+        self.mptcp.clear();
+        self.mptcp.drop_closed();
+        self.packets.flush(self);
     }
 
     /// Whether hooks should report operation `op`.
@@ -156,7 +193,8 @@ impl Log {
         self.enabled() && self.event_mask.load(Relaxed) & (1 << op) != 0
     }
 
-    fn passes(&self, s: &Subject<'_>) -> bool {
+    /// Whether the filter lets a record about `s` through (counted if not).
+    pub(crate) fn passes(&self, s: &Subject<'_>) -> bool {
         if !self.filter_on.load(Relaxed) || self.filter.lock().matches(s) {
             return true;
         }
@@ -179,46 +217,37 @@ impl Log {
         }
     }
 
-    /// Starts tracking a connection, unless logging is disabled. A full table is counted, and the
-    /// connection will get a partial summary.
-    pub(crate) fn track(&self, key: usize, conn: Conn) {
-        let mut table = self.conns.lock();
-        if !self.enabled() {
-            return;
-        }
-        if table.insert(key, conn).is_err() {
-            self.untracked.add(1, Relaxed);
-        }
-    }
-
     /// Whether the packet rules apply to forwarded packets.
     pub(crate) fn forwarding(&self) -> bool {
         self.options.load(Relaxed) & abi::OPT_FORWARD != 0
     }
 
-    pub(crate) fn packets(&self) -> &PacketState {
-        &self.packets
+    pub(crate) fn snap_len(&self) -> u32 {
+        self.snap_len.load(Relaxed)
     }
 
-    /// Counts a TCP packet for its connection's summary.
-    pub(crate) fn count_flow(&self, key: &FlowKey, inbound: bool, bytes: u64, syn: bool) {
-        // SAFETY: No preconditions; callable from any context.
-        let now = unsafe { kernel::bindings::ktime_get_boot_fast_ns() };
-        if !self.flows.lock().account(key, inbound, bytes, syn, now) {
-            self.flows_untracked.add(1, Relaxed);
-        }
+    /// Seconds between interim records; 0 for none.
+    pub(crate) fn interim_s(&self) -> u32 {
+        self.interim_s.load(Relaxed)
     }
 
-    /// Takes a connection's IP counters.
-    pub(crate) fn take_flow(&self, key: &FlowKey) -> Option<FlowCounts> {
-        self.flows.lock().take(key)
+    /// Counts a packet whose IP header is malformed.
+    pub(crate) fn count_malformed(&self) {
+        self.packets_malformed.add(1, Relaxed);
+    }
+
+    /// Counts a TCP or UDP packet without its whole transport header.
+    pub(crate) fn count_no_transport(&self) {
+        self.packets_no_transport.add(1, Relaxed);
     }
 
     /// Replaces the packet rules; audited with the number of rules before and after.
     pub(crate) fn set_rules(&self, set: &abi::RuleSet, who: &Identity) -> Result {
         let _guard = self.config_lock.lock();
-        let old = self.packets.rules().n_rules;
-        self.packets.set_rules(set)?;
+        let old = self.rules.n_rules();
+        self.rules.replace(set)?;
+        // Limits count against the rules of one publication: start afresh.
+        self.limits.clear();
         self.emit_config(
             config_item::RULES,
             u64::from(old),
@@ -226,16 +255,6 @@ impl Log {
             who,
         );
         Ok(())
-    }
-
-    /// Runs `f` on a tracked connection, if the connection is tracked; returns what `f` did.
-    pub(crate) fn update_conn<R>(&self, key: usize, f: impl FnOnce(&mut Conn) -> R) -> Option<R> {
-        self.conns.lock().get_mut(key).map(f)
-    }
-
-    /// Runs `f` on the connection table.
-    pub(crate) fn with_conns<R>(&self, f: impl FnOnce(&mut ConnTable) -> R) -> R {
-        f(&mut self.conns.lock())
     }
 
     pub(crate) fn filter(&self) -> abi::Filter {
@@ -267,6 +286,7 @@ impl Log {
             event_mask: self.event_mask.load(Relaxed),
             options: self.options.load(Relaxed),
             snap_len: self.snap_len.load(Relaxed),
+            interim_s: self.interim_s.load(Relaxed),
             ..abi::Config::DEFAULT
         }
     }
@@ -281,6 +301,10 @@ impl Log {
         self.event_mask.store(new.event_mask, Relaxed);
         self.options.store(new.options, Relaxed);
         self.snap_len.store(new.snap_len, Relaxed);
+        self.interim_s.store(new.interim_s, Relaxed);
+        if old.interim_s != new.interim_s {
+            self.worker.interim_changed();
+        }
         let changes = [
             (config_item::EVENT_MASK, old.event_mask, new.event_mask),
             (config_item::OPTIONS, old.options, new.options),
@@ -288,6 +312,11 @@ impl Log {
                 config_item::SNAP_LEN,
                 u64::from(old.snap_len),
                 u64::from(new.snap_len),
+            ),
+            (
+                config_item::INTERIM,
+                u64::from(old.interim_s),
+                u64::from(new.interim_s),
             ),
         ];
         for (item, was, now) in changes {
@@ -298,14 +327,30 @@ impl Log {
         Ok(())
     }
 
+    /// Writes `count` MARK records; yields the CPU now and then, as the count may be large.
+    pub(crate) fn mark(&self, value: u64, count: u32, who: &Identity) {
+        for index in 0..count {
+            let body = abi::MarkBody {
+                value,
+                index,
+                pid: who.pid,
+                uid: who.uid,
+                _pad: 0,
+                comm: who.comm,
+            };
+            self.emit(abi::rtype::MARK, &[body.as_bytes()]);
+            if index % 1024 == 1023 {
+                // SAFETY: Called from the ioctl, in process context with no lock held.
+                unsafe { crate::bindings::tcplog_cond_resched() };
+            }
+        }
+    }
+
     /// The module's state; `probes_missed` comes from the hooks, which the log does not own.
     pub(crate) fn status(&self, probes_missed: u64) -> abi::Status {
         let s = self.ring.lock().stats();
-        let (conn_table_size, conns_tracked) = self.with_conns(|t| (t.capacity(), t.len()));
-        let (flow_table_size, flows_tracked) = {
-            let f = self.flows.lock();
-            (f.capacity(), f.len())
-        };
+        let (conn_table_size, conns_tracked, conns_untracked) = self.conns.counts();
+        let (flow_table_size, flows_tracked, flows_untracked, flows_evicted) = self.flows.counts();
         abi::Status {
             abi_version: abi::ABI_VERSION,
             enabled: u32::from(self.enabled()),
@@ -322,15 +367,19 @@ impl Log {
             conns_tracked: conns_tracked as u32,
             _pad: 0,
             records_dropped: self.dropped.load(Relaxed),
-            conns_untracked: self.untracked.load(Relaxed),
+            conns_untracked,
             probes_missed,
             records_filtered: self.filtered.load(Relaxed),
             flow_table_size: flow_table_size as u32,
             flows_tracked: flows_tracked as u32,
-            flows_untracked: self.flows_untracked.load(Relaxed),
+            flows_untracked,
             packets_repeated: self.packets.repeated(),
             produced_by_type: s.produced_by_type,
-            ..abi::Status::default()
+            packets_malformed: self.packets_malformed.load(Relaxed),
+            packets_no_transport: self.packets_no_transport.load(Relaxed),
+            flows_evicted,
+            limits_untracked: self.limits.untracked(),
+            _reserved: [0; 8],
         }
     }
 
@@ -362,7 +411,7 @@ impl Log {
     }
 
     /// Sleeps until a reader at `seq` has something to read. Returns `ERESTARTSYS` if a signal
-    /// arrived first.
+    /// arrived first (the sleep is interruptible: any signal, SIGKILL included, ends it).
     pub(crate) fn wait_readable(&self, seq: u64) -> Result {
         let mut ring = self.ring.lock();
         while !ring.readable(seq) {
@@ -384,5 +433,17 @@ impl Log {
         table: &kernel::sync::poll::PollTable<'_>,
     ) {
         table.register_wait(file, &self.readable);
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Log {
+    fn drop(self: Pin<&mut Self>) {
+        // What runs on its own (the worker, the repeat timer) writes to the ring and reads the
+        // tables: stop it for good before any field goes, whatever their order. (The module's
+        // unload has done so already, after the hooks; stopping twice is harmless.)
+        self.worker.shutdown();
+        self.packets.shutdown(&self);
+        self.mptcp.drop_closed();
     }
 }

@@ -1,146 +1,254 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Probe points: kretprobes on kernel functions and probes on tracepoints.
+//! Probe points: fprobes on kernel functions, and probes on tracepoints.
 //!
-//! Both register at module load and unregister at unload. Unregistering a kretprobe waits for
-//! its handlers to finish; tracepoint probes need [`sync_tracepoints`] after they are removed.
-//! So once a [`RetProbe`] is dropped and `sync_tracepoints` has returned, no handler of this
-//! module runs anymore.
+//! fprobes ride on ftrace: an entry handler costs a call through the function's ftrace
+//! trampoline, and an exit handler keeps its per-call data on the calling task's own shadow
+//! stack (function graph tracing), not in a global pool. So a call that sleeps (a blocking
+//! connect or accept) holds nothing that other tasks' calls need: no number of parked calls can
+//! make the probe miss anyone else's (kretprobes' `maxactive` pool could be exhausted so). What
+//! an fprobe still misses (a full shadow stack) it counts, and [`FProbe::missed`] reports.
+//!
+//! Handlers are written as [`Hook`]s: safe functions of the log, the call's arguments and its
+//! per-call data. The trampolines below are the only unsafe glue between them and the kernel.
+//!
+//! Unregistering an fprobe waits for an RCU grace period, after which no handler of it runs
+//! (function returns still pending are skipped); tracepoint probes need [`sync_tracepoints`]
+//! after they are removed.
 
 use core::ffi::c_void;
-use core::mem::size_of;
+use core::marker::PhantomData;
+use core::mem::{align_of, size_of};
 
-use kernel::{error::to_result, ffi::c_int, prelude::*, str::CStr, types::Opaque};
+use kernel::{
+    error::to_result,
+    ffi::{c_char, c_int, c_ulong},
+    prelude::*,
+    str::CStr,
+    sync::Arc,
+    types::Opaque,
+};
 
-use crate::bindings::{self, kretprobe_instance, pt_regs};
+use crate::bindings::{self, fprobe, ftrace_regs};
+use crate::log::Log;
 
-/// A kretprobe handler, entry or return.
-pub(crate) type Handler = unsafe extern "C" fn(*mut kretprobe_instance, *mut pt_regs) -> c_int;
-
-/// Argument `n` (from 0) of the probed function, valid in an entry handler.
-///
-/// # Safety
-///
-/// `regs` must be the registers a kretprobe handler was given.
-pub(crate) unsafe fn arg(regs: *mut pt_regs, n: u32) -> usize {
-    // SAFETY: By the function's requirement, `regs` is valid.
-    unsafe { bindings::tcplog_regs_arg(regs, n) as usize }
-}
-
-/// The return value of a probed function that returns `int`, valid in a return handler.
-///
-/// An `int` comes back in the low half of the return register; the upper half is not its sign
-/// extension, so the value is truncated to 32 bits before it is read as signed.
-///
-/// # Safety
-///
-/// `regs` must be the registers a kretprobe return handler was given.
-pub(crate) unsafe fn ret(regs: *mut pt_regs) -> i32 {
-    // SAFETY: By the function's requirement, `regs` is valid.
-    unsafe { bindings::tcplog_regs_return(regs) as u32 as i32 }
-}
-
-/// The per-call data area of a kretprobe instance, as a `T`.
-///
-/// # Safety
-///
-/// `ri` must be an instance of a kretprobe registered with `data_size >= size_of::<T>()`.
-pub(crate) unsafe fn data<T>(ri: *mut kretprobe_instance) -> *mut T {
-    // SAFETY: By the function's requirement the flexible `data` array has room for a `T`; it
-    // follows a pointer-aligned header, so it is aligned for any `T` of alignment up to 8.
-    unsafe { core::ptr::addr_of_mut!((*ri).data).cast::<T>() }
-}
-
-/// A registered kretprobe.
+/// The registers of a probed call, at its entry or its return.
 ///
 /// # Invariants
 ///
-/// `kp` holds a `struct kretprobe` registered with `register_kretprobe()` for as long as the
-/// object exists; it is unregistered exactly once, in `drop`.
-#[pin_data(PinnedDrop)]
-pub(crate) struct RetProbe {
-    #[pin]
-    kp: Opaque<bindings::kretprobe>,
+/// `fregs` is the `ftrace_regs` ftrace handed the running handler, valid for `'a`.
+pub(crate) struct Regs<'a> {
+    fregs: *mut ftrace_regs,
+    _call: PhantomData<&'a ()>,
 }
 
-// SAFETY: The kretprobe is only touched by the kprobes core (which synchronises itself), by
-// `nmissed` (a racy but harmless read of counters) and by `drop`.
-unsafe impl Send for RetProbe {}
-// SAFETY: As above.
-unsafe impl Sync for RetProbe {}
+impl Regs<'_> {
+    /// Argument `n` (from 0) of the call, as a machine word (valid at entry).
+    pub(crate) fn arg(&self, n: u32) -> usize {
+        // SAFETY: By the type invariant `fregs` is valid.
+        unsafe { bindings::tcplog_fregs_arg(self.fregs, n) as usize }
+    }
 
-impl RetProbe {
-    /// Probes `symbol`: `entry` runs when it is called (returning nonzero skips the return
-    /// handler for that call), `ret` when it returns; each call has `data_size` bytes of its own,
-    /// and at most `maxactive` calls can be in flight at once (more are counted as missed).
-    pub(crate) fn register(
-        symbol: &'static CStr,
-        entry: Handler,
-        ret: Option<Handler>,
-        data_size: usize,
-        maxactive: i32,
-    ) -> impl PinInit<Self, Error> {
+    /// Argument `n`, declared `int`: the low half of its register (the upper half of an `int`
+    /// argument is undefined in the x86-64 calling convention; clang leaves garbage there).
+    pub(crate) fn arg_int(&self, n: u32) -> i32 {
+        self.arg(n) as u32 as i32
+    }
+
+    /// The return value, as a machine word (valid at return).
+    pub(crate) fn ret(&self) -> usize {
+        // SAFETY: By the type invariant `fregs` is valid.
+        unsafe { bindings::tcplog_fregs_return(self.fregs) as usize }
+    }
+
+    /// The return value of a function returning `int` (valid at return), read likewise.
+    pub(crate) fn ret_int(&self) -> i32 {
+        // SAFETY: By the type invariant `fregs` is valid.
+        unsafe { bindings::tcplog_fregs_return(self.fregs) as u32 as i32 }
+    }
+}
+
+/// A probe on kernel functions: which, and what to do at their entry and exit.
+pub(crate) trait Hook {
+    /// The functions probed (all with the same arguments).
+    const SYMBOLS: &'static [&'static CStr];
+    /// Whether [`Hook::exit`] runs: only then is `Data` kept from entry to exit.
+    const HAS_EXIT: bool;
+    /// Whether the functions may be missing from a kernel (MPTCP's): then the hook is left out
+    /// without an error.
+    const OPTIONAL: bool = false;
+    /// What entry hands to exit.
+    type Data: Copy + Default;
+
+    /// At entry; returns whether `exit` should run for this call.
+    fn entry(log: &Log, regs: &Regs<'_>, data: &mut Self::Data) -> bool;
+
+    /// At return.
+    fn exit(_log: &Log, _regs: &Regs<'_>, _data: &Self::Data) {}
+}
+
+/// Room ftrace keeps per call for an exit handler's data (`MAX_FPROBE_DATA_SIZE`).
+const MAX_DATA: usize = 15 * size_of::<c_ulong>();
+/// Functions one hook may probe.
+const MAX_SYMBOLS: usize = 4;
+
+/// An fprobe, registered for as long as it exists, whose handlers write to a [`Log`].
+///
+/// # Invariants
+///
+/// `fp` holds a `struct fprobe` registered with `register_fprobe_syms()` whose handlers are the
+/// trampolines of one `Hook` type, until `drop` unregisters it; the handlers write to `log`.
+#[pin_data(PinnedDrop)]
+pub(crate) struct FProbe {
+    #[pin]
+    fp: Opaque<fprobe>,
+    log: Arc<Log>,
+}
+
+// SAFETY: The fprobe is only touched by the fprobe core (which synchronises itself), by `missed`
+// (a racy but harmless read of a counter) and by `drop`; `Arc<Log>` is `Send` and `Sync`.
+unsafe impl Send for FProbe {}
+// SAFETY: As above.
+unsafe impl Sync for FProbe {}
+
+impl FProbe {
+    /// Registers hook `H` on its symbols, writing to `log`.
+    pub(crate) fn register<H: Hook>(log: Arc<Log>) -> impl PinInit<Self, Error> {
+        const {
+            assert!(size_of::<H::Data>() <= MAX_DATA && align_of::<H::Data>() <= 8);
+            assert!(H::SYMBOLS.len() <= MAX_SYMBOLS);
+        };
         try_pin_init!(Self {
-            kp <- Opaque::try_ffi_init(move |slot: *mut bindings::kretprobe| {
-                // SAFETY: All-zero is a valid `kretprobe` (null pointers, no handlers, zero
-                // counts), and the state `register_kretprobe` expects besides what is set below.
-                let mut krp: bindings::kretprobe = unsafe { core::mem::zeroed() };
-                krp.kp.symbol_name = symbol.as_char_ptr();
-                krp.entry_handler = Some(entry);
-                krp.handler = ret;
-                krp.data_size = data_size;
-                krp.maxactive = maxactive;
+            log,
+            fp <- Opaque::try_ffi_init(move |slot: *mut fprobe| {
+                // SAFETY: All-zero is a valid unregistered `fprobe` (no handlers, no data, no
+                // hash list), which `register_fprobe_syms` initialises further.
+                let mut fp: fprobe = unsafe { core::mem::zeroed() };
+                fp.entry_handler = Some(entry_trampoline::<H>);
+                if H::HAS_EXIT {
+                    fp.exit_handler = Some(exit_trampoline::<H>);
+                    fp.entry_data_size = size_of::<H::Data>();
+                }
                 // SAFETY: `slot` is valid for writes: the initialiser owns it.
-                unsafe { slot.write(krp) };
-                // SAFETY: `slot` holds an initialised kretprobe whose symbol name is a static
-                // string and whose handlers are functions of this module. It is pinned and
-                // `PinnedDrop` unregisters it before the memory goes.
-                // INVARIANT: On success the kretprobe is registered.
-                let r = to_result(unsafe { bindings::register_kretprobe(slot) });
-                if r.is_err() {
-                    pr_err!("cannot probe {}: is it in this kernel?\n", symbol);
+                unsafe { slot.write(fp) };
+                let mut syms = [core::ptr::null::<c_char>(); MAX_SYMBOLS];
+                for (s, name) in syms.iter_mut().zip(H::SYMBOLS) {
+                    *s = name.as_char_ptr();
+                }
+                let n = H::SYMBOLS.len();
+                // SAFETY: `slot` holds an initialised fprobe, pinned until `PinnedDrop`
+                // unregisters it; `syms` holds `n` static NUL-terminated names and is only read
+                // during the call.
+                // INVARIANT: On success the fprobe is registered with `H`'s trampolines.
+                let r = to_result(unsafe {
+                    bindings::register_fprobe_syms(slot, syms.as_mut_ptr(), n as c_int)
+                });
+                match r {
+                    Err(e) if H::OPTIONAL => {
+                        pr_info!("not probing {} ({:?}): left out\n", H::SYMBOLS[0], e);
+                    }
+                    Err(e) => {
+                        pr_err!("cannot probe {}: {:?}; is it in this kernel?\n", H::SYMBOLS[0], e);
+                    }
+                    Ok(()) => {}
                 }
                 r
             }),
         })
     }
 
-    /// Arms or disarms the probe. A disarmed probe costs the probed function nothing; calls
-    /// already in flight still run their return handlers.
-    pub(crate) fn set_armed(&self, on: bool) {
-        // SAFETY: By the type invariant the kretprobe is registered; `enable_kprobe` and
-        // `disable_kprobe` take the kprobes mutex and may sleep, and callers are in process
-        // context.
-        unsafe {
-            let kp = core::ptr::addr_of_mut!((*self.kp.get()).kp);
-            if on {
-                bindings::enable_kprobe(kp);
-            } else {
-                bindings::disable_kprobe(kp);
-            }
-        }
-    }
-
-    /// Calls this probe missed: instances exhausted, or the probe hit itself.
-    pub(crate) fn nmissed(&self) -> u64 {
-        let p = self.kp.get();
-        // SAFETY: `p` is our registered kretprobe; the counters are plain integers the kprobes
-        // core updates, read volatile since they may change under us.
-        unsafe {
-            let krp = core::ptr::read_volatile(core::ptr::addr_of!((*p).nmissed));
-            let kp = core::ptr::read_volatile(core::ptr::addr_of!((*p).kp.nmissed));
-            krp.max(0) as u64 + kp as u64
-        }
+    /// Calls this probe missed since it was registered.
+    pub(crate) fn missed(&self) -> u64 {
+        // SAFETY: `fp` is our fprobe; `nmissed` is a plain counter the fprobe core updates, read
+        // volatile since it may change under us.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*self.fp.get()).nmissed)) as u64 }
     }
 }
 
 #[pinned_drop]
-impl PinnedDrop for RetProbe {
+impl PinnedDrop for FProbe {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: By the type invariant the kretprobe is registered, and this is the only place
-        // that unregisters it. The call waits until no handler runs anymore.
-        unsafe { bindings::unregister_kretprobe(self.kp.get()) };
+        // SAFETY: By the type invariant the fprobe is registered, and this is the only place
+        // that unregisters it. The call waits for an RCU grace period: no handler of it runs
+        // after it returns.
+        unsafe { bindings::unregister_fprobe(self.fp.get()) };
     }
+}
+
+/// The log of the `FProbe` that `fp` is part of.
+///
+/// # Safety
+///
+/// `fp` must be the `fp` field of a registered `FProbe`.
+unsafe fn log_of<'a>(fp: *mut fprobe) -> &'a Log {
+    // SAFETY: By the function's requirement `fp` is in an `FProbe` (`Opaque<T>` is laid out as
+    // `T`), which holds a reference to its log for as long as it is registered, during which
+    // handlers run.
+    unsafe {
+        let probe = kernel::container_of!(fp.cast::<Opaque<fprobe>>(), FProbe, fp);
+        &*Arc::as_ptr(&(*probe).log)
+    }
+}
+
+/// # Safety
+///
+/// Called by the fprobe core for a call of a function `H` probes, with `fp` registered by
+/// `FProbe::register::<H>`, `fregs` valid for the call and `data` null (entry-only probes) or
+/// `entry_data_size` bytes of per-call data, 8-aligned.
+unsafe extern "C" fn entry_trampoline<H: Hook>(
+    fp: *mut fprobe,
+    _ip: c_ulong,
+    _ret_ip: c_ulong,
+    fregs: *mut ftrace_regs,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: As the function requires.
+    let log = unsafe { log_of(fp) };
+    // INVARIANT: `fregs` is valid for this call.
+    let regs = Regs {
+        fregs,
+        _call: PhantomData,
+    };
+    let mut local = H::Data::default();
+    let d = if H::HAS_EXIT && !data.is_null() {
+        // SAFETY: With an exit handler, `data` is this call's own `size_of::<H::Data>()` bytes,
+        // aligned for `H::Data` (at most 8), used by no one else until the exit handler.
+        unsafe {
+            let d = data.cast::<H::Data>();
+            d.write(H::Data::default());
+            &mut *d
+        }
+    } else {
+        &mut local
+    };
+    // Nonzero tells the fprobe core to skip the exit handler of this call.
+    c_int::from(!H::entry(log, &regs, d))
+}
+
+/// # Safety
+///
+/// Called by the fprobe core at the return of a call whose entry handler returned 0, with the
+/// same `fp` and `data` as that entry and `fregs` valid for the return.
+unsafe extern "C" fn exit_trampoline<H: Hook>(
+    fp: *mut fprobe,
+    _ip: c_ulong,
+    _ret_ip: c_ulong,
+    fregs: *mut ftrace_regs,
+    data: *mut c_void,
+) {
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: As the function requires.
+    let log = unsafe { log_of(fp) };
+    // INVARIANT: `fregs` is valid for this return.
+    let regs = Regs {
+        fregs,
+        _call: PhantomData,
+    };
+    // SAFETY: `data` holds the `H::Data` the entry trampoline wrote for this call.
+    let d = unsafe { &*data.cast::<H::Data>() };
+    H::exit(log, &regs, d);
 }
 
 /// A probe function attached to a tracepoint.
@@ -230,8 +338,6 @@ impl Drop for TracepointProbe {
 
 /// Waits until no tracepoint probe removed before the call is still running.
 pub(crate) fn sync_tracepoints() {
-    // SAFETY: No preconditions; it sleeps, and unload runs in process context.
+    // SAFETY: No preconditions; it sleeps, and callers are in process context.
     unsafe { bindings::tcplog_tracepoint_sync() };
 }
-
-const _: () = assert!(size_of::<usize>() == 8);

@@ -1,5 +1,8 @@
 //! The command line, defined once for parsing, help, completions and the man page.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 use crate::control::{parse_mark_count, parse_snap_len};
@@ -26,7 +29,7 @@ pub struct OutputArgs {
     pub criteria: CriteriaArgs,
     /// Also write the packet records to FILE as pcap (readable by tcpdump and tshark).
     #[arg(long, value_name = "FILE")]
-    pub pcap: Option<String>,
+    pub pcap: Option<PathBuf>,
 }
 
 /// Writing the raw record stream to a log file.
@@ -34,7 +37,7 @@ pub struct OutputArgs {
 pub struct WriteArgs {
     /// Write every record read, raw, to FILE (a log file `tcplog read` replays).
     #[arg(short = 'w', long = "write", value_name = "FILE")]
-    pub write: Option<String>,
+    pub write: Option<PathBuf>,
     /// Start a new file when FILE would grow past SIZE (like 10M); older ones become FILE.1, ...
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "write")]
     pub rotate: Option<u64>,
@@ -59,7 +62,7 @@ pub enum RulesAction {
         rules: Vec<String>,
         /// Read the rules from a file, one per line (`#` starts a comment).
         #[arg(long, short = 'f', value_name = "FILE")]
-        file: Option<String>,
+        file: Option<PathBuf>,
     },
     /// Remove every rule.
     Clear,
@@ -83,7 +86,7 @@ pub enum FilterAction {
 pub struct Cli {
     /// The device node of the module.
     #[arg(long, global = true, default_value = tcplog_ctl::DEVICE_PATH, value_name = "PATH")]
-    pub device: String,
+    pub device: PathBuf,
 
     #[command(subcommand)]
     pub command: Command,
@@ -126,7 +129,7 @@ pub enum Command {
     /// Replay saved log files (from -w) with the same formats and selection.
     Read {
         #[arg(required = true, value_name = "FILE")]
-        files: Vec<String>,
+        files: Vec<PathBuf>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -134,9 +137,9 @@ pub enum Command {
     /// (needs packet records with payload: a rule like 'log body proto tcp').
     Transcript {
         #[arg(value_name = "FILE")]
-        file: String,
+        file: PathBuf,
         #[arg(value_name = "ROOT", default_value = "transcript.")]
-        root: String,
+        root: OsString,
     },
     /// Print a shell completion script.
     Completions {
@@ -217,14 +220,14 @@ mod tests {
     #[test]
     fn status_parses_with_defaults() {
         let cli = Cli::try_parse_from(["tcplog", "status", "--json"]).unwrap();
-        assert_eq!(cli.device, "/dev/tcplog");
+        assert_eq!(cli.device, PathBuf::from("/dev/tcplog"));
         assert!(matches!(cli.command, Command::Status { json: true }));
     }
 
     #[test]
     fn device_can_be_overridden() {
         let cli = Cli::try_parse_from(["tcplog", "--device", "/tmp/x", "status"]).unwrap();
-        assert_eq!(cli.device, "/tmp/x");
+        assert_eq!(cli.device, PathBuf::from("/tmp/x"));
     }
 
     #[test]
@@ -243,7 +246,7 @@ mod tests {
             panic!()
         };
         assert!(new && output.json && !quiet);
-        assert_eq!(write.write.as_deref(), Some("x.tlog"));
+        assert_eq!(write.write, Some(PathBuf::from("x.tlog")));
         assert_eq!((write.rotate, write.keep), (Some(1 << 20), 5));
         assert_eq!(output.criteria.ports, ["80"]);
         assert!(

@@ -1,20 +1,23 @@
-//! Commands that change the module's state: enable, disable, flush, mark, config.
+//! Commands that show or change the module's state: enable, disable, flush, mark, config,
+//! events, filter, rules.
 
 use std::io::Write;
+use std::path::Path;
 
 use serde_json::json;
 use tcplog_ctl as abi;
 
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
+use crate::output::json::to_line;
 
-fn open_rw(path: &str) -> Result<Device> {
+fn open_rw(path: &Path) -> Result<Device> {
     Device::open_checked(path, Access::ReadWrite)
 }
 
 /// Opens the device for writing only when the command changes something (the module insists on
 /// it then, and a read-only look needs no more).
-fn open_for(path: &str, changing: bool) -> Result<Device> {
+fn open_for(path: &Path, changing: bool) -> Result<Device> {
     let access = if changing {
         Access::ReadWrite
     } else {
@@ -27,16 +30,16 @@ fn write_out(out: &mut dyn Write, s: &str) -> Result<()> {
     writeln!(out, "{s}").map_err(|e| Error::io("writing output", e))
 }
 
-pub fn set_enabled(path: &str, on: bool) -> Result<()> {
+pub fn set_enabled(path: &Path, on: bool) -> Result<()> {
     open_rw(path)?.set_enabled(on)
 }
 
-pub fn flush(path: &str, out: &mut dyn Write) -> Result<()> {
+pub fn flush(path: &Path, out: &mut dyn Write) -> Result<()> {
     let bytes = open_rw(path)?.flush()?;
     write_out(out, &format!("flushed {bytes} bytes"))
 }
 
-pub fn mark(path: &str, value: u64, count: u32) -> Result<()> {
+pub fn mark(path: &Path, value: u64, count: u32) -> Result<()> {
     open_rw(path)?.mark(value, count)
 }
 
@@ -54,7 +57,7 @@ impl ConfigChange {
 }
 
 /// Shows the configuration, after applying `change` if it asks for anything.
-pub fn config(path: &str, change: &ConfigChange, json: bool, out: &mut dyn Write) -> Result<()> {
+pub fn config(path: &Path, change: &ConfigChange, json: bool, out: &mut dyn Write) -> Result<()> {
     let dev = open_for(path, !change.is_empty())?;
     let mut cfg = dev.config()?;
     if !change.is_empty() {
@@ -72,13 +75,12 @@ pub fn config(path: &str, change: &ConfigChange, json: bool, out: &mut dyn Write
         cfg = dev.config()?;
     }
     let text = if json {
-        json!({
+        to_line(&json!({
             "event_mask": cfg.event_mask,
             "options": cfg.options,
             "snap_len": cfg.snap_len,
             "forward": cfg.options & abi::OPT_FORWARD != 0,
-        })
-        .to_string()
+        }))
     } else {
         format!(
             "event_mask          {:#x}\noptions             {:#x}\nsnap_len            {}\nforward             {}",
@@ -93,7 +95,7 @@ pub fn config(path: &str, change: &ConfigChange, json: bool, out: &mut dyn Write
 
 /// `tcplog events`: shows the logged operations, after replacing them if `ops` is not empty.
 pub fn events(
-    path: &str,
+    path: &Path,
     ops: &[String],
     summaries: Option<bool>,
     json: bool,
@@ -104,7 +106,7 @@ pub fn events(
     let mut cfg = dev.config()?;
     if change {
         if !ops.is_empty() {
-            cfg.event_mask = crate::events::parse_mask(ops).map_err(Error::BadInput)?;
+            cfg.event_mask = crate::events::parse_mask(ops).map_err(Error::bad_input)?;
         }
         if let Some(on) = summaries {
             cfg.options = if on {
@@ -119,7 +121,7 @@ pub fn events(
     let names = crate::events::mask_names(cfg.event_mask);
     let summ = cfg.options & abi::OPT_SUMMARIES != 0;
     let text = if json {
-        json!({ "events": names, "summaries": summ }).to_string()
+        to_line(&json!({ "events": names, "summaries": summ }))
     } else {
         format!(
             "events              {}\nsummaries           {}",
@@ -136,7 +138,7 @@ pub fn events(
 
 /// `tcplog filter`: shows the criteria, after setting or clearing them.
 pub fn filter(
-    path: &str,
+    path: &Path,
     action: Option<&crate::cli::FilterAction>,
     json: bool,
     out: &mut dyn Write,
@@ -145,7 +147,7 @@ pub fn filter(
     // Parsed before the device is opened: a bad criterion is reported as such.
     let new = match action {
         None => None,
-        Some(FilterAction::Set(args)) => Some(args.to_filter().map_err(Error::BadInput)?),
+        Some(FilterAction::Set(args)) => Some(args.to_filter().map_err(Error::bad_input)?),
         Some(FilterAction::Clear) => Some(abi::Filter::default()),
     };
     let dev = open_for(path, new.is_some())?;
@@ -154,7 +156,7 @@ pub fn filter(
     }
     let crit = crate::criteria::describe(&dev.filter()?);
     let text = if json {
-        json!({ "criteria": crit }).to_string()
+        to_line(&json!({ "criteria": crit }))
     } else if crit.is_empty() {
         "no criteria: everything is logged".to_owned()
     } else {
@@ -165,7 +167,7 @@ pub fn filter(
 
 /// `tcplog rules`: shows the rules and what each matched, after setting or clearing them.
 pub fn rules(
-    path: &str,
+    path: &Path,
     action: Option<&crate::cli::RulesAction>,
     json: bool,
     out: &mut dyn Write,
@@ -178,11 +180,11 @@ pub fn rules(
             RulesAction::Set { rules, file } => {
                 let mut lines = rules.clone();
                 if let Some(f) = file {
-                    let text = std::fs::read_to_string(f)
-                        .map_err(|e| Error::io(format!("cannot read {f}"), e))?;
+                    let text =
+                        std::fs::read_to_string(f).map_err(|e| Error::file("cannot read", f, e))?;
                     lines.extend(text.lines().map(str::to_owned));
                 }
-                crate::rules::parse_rules(&lines).map_err(Error::BadInput)?
+                crate::rules::parse_rules(&lines).map_err(Error::bad_input)?
             }
             RulesAction::Clear => abi::RuleSet::default(),
         }),
@@ -207,7 +209,7 @@ pub fn rules(
                 })
             })
             .collect();
-        json!({ "rules": list }).to_string()
+        to_line(&json!({ "rules": list }))
     } else if rules.is_empty() {
         "no rules".to_owned()
     } else {

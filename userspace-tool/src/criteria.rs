@@ -1,10 +1,13 @@
-//! Filter criteria from the command line (`tcplog filter set`), and back to text.
+//! Filter criteria from the command line (`tcplog filter set`, and the selection of `dump`,
+//! `follow` and `read`), and back to text.
 
+use std::ffi::OsString;
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 
 use tcplog_ctl::{self as abi, AddrPrefix, Filter, PortRange};
 
-use crate::record::comm_str;
+use crate::escape;
 
 /// Criteria as given on the command line, one list per kind.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -21,9 +24,9 @@ pub struct CriteriaArgs {
     /// A process id (repeatable).
     #[arg(long = "pid")]
     pub pids: Vec<u32>,
-    /// A command name, up to 15 bytes (repeatable).
+    /// A command name, up to 15 bytes, any but NUL (repeatable).
     #[arg(long = "comm")]
-    pub comms: Vec<String>,
+    pub comms: Vec<OsString>,
     /// A network namespace inode, as `ls -l /proc/PID/ns/net` shows (repeatable).
     #[arg(long = "netns")]
     pub netns: Vec<u32>,
@@ -124,10 +127,14 @@ impl CriteriaArgs {
         f.netns[..self.netns.len()].copy_from_slice(&self.netns);
         f.n_netns = self.netns.len() as u32;
         for (i, c) in self.comms.iter().enumerate() {
-            if c.is_empty() || c.len() >= abi::COMM_LEN || c.contains('\0') {
-                return Err(format!("--comm '{c}': a command name is 1 to 15 bytes"));
+            let c = c.as_bytes();
+            if c.is_empty() || c.len() >= abi::COMM_LEN || c.contains(&0) {
+                return Err(format!(
+                    "--comm '{}': a command name is 1 to 15 bytes",
+                    String::from_utf8_lossy(c)
+                ));
             }
-            f.comms[i][..c.len()].copy_from_slice(c.as_bytes());
+            f.comms[i][..c.len()].copy_from_slice(c);
         }
         f.n_comms = self.comms.len() as u32;
         for fam in &self.families {
@@ -179,7 +186,7 @@ pub fn describe(f: &Filter) -> Vec<String> {
     out.extend(
         f.comms[..f.n_comms as usize]
             .iter()
-            .map(|c| format!("--comm {}", comm_str(c))),
+            .map(|c| format!("--comm {}", escape::word(escape::until_nul(c)))),
     );
     out.extend(
         f.netns[..f.n_netns as usize]
@@ -237,6 +244,20 @@ mod tests {
                 "--proto tcp"
             ]
         );
+    }
+
+    #[test]
+    fn a_command_name_may_be_any_bytes_and_is_described_escaped() {
+        use std::os::unix::ffi::OsStringExt;
+        let name = b"\x1b[2J\"a,b\n\xff\xfe".to_vec();
+        let f = CriteriaArgs {
+            comms: vec![OsString::from_vec(name.clone())],
+            ..Default::default()
+        }
+        .to_filter()
+        .unwrap();
+        assert_eq!(escape::until_nul(&f.comms[0]), name);
+        assert_eq!(describe(&f), [r"--comm \x1b[2J\x22a,b\n\xff\xfe"]);
     }
 
     #[test]

@@ -21,30 +21,35 @@ use std::path::{Path, PathBuf};
 
 use tcplog_ctl as abi;
 
-use crate::error::{Error, Result};
-use crate::record::{comm_str, Decoder, Item, Record};
+use crate::error::{Error, FileProblem, Result};
+use crate::escape::{self, until_nul};
+use crate::record::{Decoder, Item, Record};
 
 pub const FILE_MAGIC: [u8; 8] = *b"TCPLOG\x00\x01";
 pub const HEADER_LEN: usize = 256;
 const BYTE_ORDER: u32 = 0x0102_0304;
 
-/// What a log file's header says.
+/// What a log file's header says. The host name and kernel release are bytes, as the writing
+/// machine gave them (and as a file from anywhere may hold them): shown only through
+/// [`escape`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileInfo {
     pub abi_version: u32,
     pub created_ns: u64,
-    pub host: String,
-    pub kernel: String,
+    pub host: Vec<u8>,
+    pub kernel: Vec<u8>,
 }
 
-fn uname() -> (String, String) {
+fn uname() -> (Vec<u8>, Vec<u8>) {
     // SAFETY: `uname` fills a zeroed `utsname`, whose fields are NUL-terminated arrays.
     unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
         if libc::uname(&mut u) != 0 {
-            return (String::new(), String::new());
+            return (Vec::new(), Vec::new());
         }
-        let s = |f: &[libc::c_char]| comm_str(&f.iter().map(|&c| c as u8).collect::<Vec<u8>>());
+        let s = |f: &[libc::c_char]| {
+            until_nul(&f.iter().map(|&c| c as u8).collect::<Vec<u8>>()).to_vec()
+        };
         (s(&u.nodename), s(&u.release))
     }
 }
@@ -70,38 +75,48 @@ impl FileInfo {
         h[12..16].copy_from_slice(&self.abi_version.to_ne_bytes());
         h[16..20].copy_from_slice(&(HEADER_LEN as u32).to_ne_bytes());
         h[24..32].copy_from_slice(&self.created_ns.to_ne_bytes());
-        let host = self.host.as_bytes();
+        let host = until_nul(&self.host);
         h[32..32 + host.len().min(63)].copy_from_slice(&host[..host.len().min(63)]);
-        let k = self.kernel.as_bytes();
+        let k = until_nul(&self.kernel);
         h[96..96 + k.len().min(64)].copy_from_slice(&k[..k.len().min(64)]);
         h
     }
 
     /// Reads a header; says what is wrong with it otherwise.
-    pub fn decode(h: &[u8]) -> std::result::Result<Self, String> {
+    pub fn decode(h: &[u8]) -> std::result::Result<Self, HeaderError> {
         if h.len() < 8 || h[..8] != FILE_MAGIC {
-            return Err("not a tcplog log file (bad magic)".into());
+            return Err(HeaderError::BadMagic);
         }
         if h.len() < HEADER_LEN {
-            return Err(format!(
-                "{} bytes: too short for a tcplog file header",
-                h.len()
-            ));
+            return Err(HeaderError::TooShort { len: h.len() });
         }
         let u32_at = |o: usize| u32::from_ne_bytes(h[o..o + 4].try_into().unwrap());
         if u32_at(8) != BYTE_ORDER {
-            return Err("written on a machine of the other byte order".into());
+            return Err(HeaderError::ByteOrder);
         }
         if u32_at(16) as usize != HEADER_LEN {
-            return Err(format!("header length {} is not {HEADER_LEN}", u32_at(16)));
+            return Err(HeaderError::HeaderLength { len: u32_at(16) });
         }
         Ok(FileInfo {
             abi_version: u32_at(12),
             created_ns: u64::from_ne_bytes(h[24..32].try_into().unwrap()),
-            host: comm_str(&h[32..96]),
-            kernel: comm_str(&h[96..161]),
+            host: until_nul(&h[32..96]).to_vec(),
+            kernel: until_nul(&h[96..161]).to_vec(),
         })
     }
+}
+
+/// What is wrong with a log file's header.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("not a tcplog log file (bad magic)")]
+    BadMagic,
+    #[error("{len} bytes: too short for a tcplog file header")]
+    TooShort { len: usize },
+    #[error("written on a machine of the other byte order")]
+    ByteOrder,
+    #[error("header length {len} is not {HEADER_LEN}")]
+    HeaderLength { len: u32 },
 }
 
 /// Writes a log file, rotating it when it would grow past `rotate` bytes: FILE is always the
@@ -132,9 +147,9 @@ impl LogWriter {
             .create(true)
             .truncate(true)
             .open(path)
-            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+            .map_err(|e| Error::file("cannot create", path, e))?;
         file.write_all(&FileInfo::here().encode())
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            .map_err(|e| Error::file("writing", path, e))?;
         Ok((file, HEADER_LEN as u64))
     }
 
@@ -149,8 +164,7 @@ impl LogWriter {
             let _ = fs::rename(name(i), name(i + 1));
         }
         if self.keep > 0 {
-            fs::rename(&self.path, name(1))
-                .map_err(|e| Error::io(format!("rotating {}", self.path.display()), e))?;
+            fs::rename(&self.path, name(1)).map_err(|e| Error::file("rotating", &self.path, e))?;
         }
         let (file, size) = Self::start(&self.path)?;
         self.file = file;
@@ -184,7 +198,7 @@ impl LogWriter {
     fn flush_range(&mut self, b: &[u8]) -> Result<()> {
         self.file
             .write_all(b)
-            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+            .map_err(|e| Error::file("writing", &self.path, e))?;
         self.size += b.len() as u64;
         Ok(())
     }
@@ -205,7 +219,8 @@ impl Damage {
     }
 
     /// One line per problem, for stderr.
-    pub fn describe(&self, path: &str) -> Vec<String> {
+    pub fn describe(&self, path: &Path) -> Vec<String> {
+        let path = escape::path(path);
         let mut out: Vec<String> = self
             .skipped
             .iter()
@@ -219,18 +234,23 @@ impl Damage {
 }
 
 /// Reads a whole log file: its header, its records, and what was wrong with it.
-pub fn read(path: &str) -> Result<(FileInfo, Vec<Record>, Damage)> {
+pub fn read(path: &Path) -> Result<(FileInfo, Vec<Record>, Damage)> {
+    let bad = |problem: FileProblem| Error::BadFile {
+        path: path.to_owned(),
+        problem,
+    };
     let bytes = fs::read(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::BadFile(format!("{path}: no such file")),
-        _ => Error::io(format!("cannot read {path}"), e),
+        io::ErrorKind::NotFound => bad(FileProblem::Missing),
+        _ => Error::file("cannot read", path, e),
     })?;
-    let info = FileInfo::decode(&bytes).map_err(|e| Error::BadFile(format!("{path}: {e}")))?;
+    let info = FileInfo::decode(&bytes).map_err(|e| bad(e.into()))?;
     if info.abi_version != abi::ABI_VERSION {
-        return Err(Error::BadFile(format!(
-            "{path}: its records are of ABI version {}, this tool reads version {}",
-            info.abi_version,
-            abi::ABI_VERSION
-        )));
+        return Err(bad(FileProblem::AbiVersion {
+            file: info.abi_version,
+            tool: abi::ABI_VERSION,
+            host: info.host,
+            kernel: info.kernel,
+        }));
     }
     let body = &bytes[HEADER_LEN..];
     let mut dec = Decoder::new(body);
@@ -290,18 +310,43 @@ mod tests {
         let i = FileInfo {
             abi_version: 4,
             created_ns: 1_700_000_000_000_000_000,
-            host: "box".into(),
-            kernel: "7.3.4+deb13-amd64".into(),
+            host: b"box".to_vec(),
+            kernel: b"7.3.4+deb13-amd64".to_vec(),
         };
         let h = i.encode();
         assert_eq!(&h[..8], b"TCPLOG\0\x01");
         assert_eq!(FileInfo::decode(&h).unwrap(), i);
         let mut bad = h;
         bad[0] = b'X';
-        assert!(FileInfo::decode(&bad).unwrap_err().contains("bad magic"));
+        assert!(FileInfo::decode(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("bad magic"));
         assert!(FileInfo::decode(&h[..100])
             .unwrap_err()
+            .to_string()
             .contains("too short"));
+    }
+
+    #[test]
+    fn header_strings_keep_their_bytes_and_are_shown_escaped() {
+        let p = tmp("hostile-header");
+        let mut h = FileInfo {
+            abi_version: abi::ABI_VERSION + 1,
+            created_ns: 1_700_000_000_000_000_000,
+            host: b"\x1b[2Jbox\nfake\xff".to_vec(),
+            kernel: "7.3\u{202e}\u{9b}".as_bytes().to_vec(),
+        }
+        .encode();
+        assert_eq!(FileInfo::decode(&h).unwrap().host, b"\x1b[2Jbox\nfake\xff");
+        h[12..16].copy_from_slice(&(abi::ABI_VERSION + 1).to_ne_bytes());
+        fs::write(&p, h).unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(r"(written on \x1b[2Jbox\nfake\xff, kernel 7.3\u{202e}\u{9b})"),
+            "{e}"
+        );
+        assert!(!e.chars().any(escape::is_unsafe), "{e:?}");
     }
 
     #[test]
@@ -314,7 +359,7 @@ mod tests {
         }
         w.write(&chunk).unwrap();
         drop(w);
-        let (info, recs, damage) = read(p.to_str().unwrap()).unwrap();
+        let (info, recs, damage) = read(&p).unwrap();
         assert_eq!(info.abi_version, abi::ABI_VERSION);
         assert_eq!(recs.len(), 10);
         assert!(damage.is_clean());
@@ -325,7 +370,7 @@ mod tests {
         bytes[HEADER_LEN + 2 * rec] ^= 0xff;
         bytes.truncate(bytes.len() - 30);
         fs::write(&p, &bytes).unwrap();
-        let (_, recs, damage) = read(p.to_str().unwrap()).unwrap();
+        let (_, recs, damage) = read(&p).unwrap();
         let seqs: Vec<u64> = recs.iter().map(|r| r.header.seq).collect();
         assert_eq!(seqs, [0, 1, 3, 4, 5, 6, 7, 8]);
         assert_eq!(
@@ -336,7 +381,12 @@ mod tests {
             damage.truncated,
             Some(((HEADER_LEN + 9 * rec) as u64, (rec - 30) as u64))
         );
-        let lines = damage.describe("f");
+        let lines = damage.describe(Path::new("f"));
+        let hostile = damage.describe(Path::new("f\u{1b}[2J\n"));
+        assert!(
+            hostile[0].starts_with(r"f\x1b[2J\n: 80 damaged bytes"),
+            "{hostile:?}"
+        );
         assert!(
             lines[0].contains("80 damaged bytes at offset 416"),
             "{lines:?}"
@@ -360,7 +410,7 @@ mod tests {
         let mut all = Vec::new();
         for name in [".2", ".1", ""] {
             let f = format!("{}{name}", p.display());
-            let (_, recs, damage) = read(&f).unwrap();
+            let (_, recs, damage) = read(Path::new(&f)).unwrap();
             assert!(damage.is_clean(), "{f}");
             assert!(fs::metadata(&f).unwrap().len() <= limit, "{f} too large");
             all.extend(recs.iter().map(|r| r.header.seq));

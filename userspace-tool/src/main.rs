@@ -5,6 +5,7 @@ mod control;
 mod criteria;
 mod device;
 mod error;
+mod escape;
 mod events;
 mod logfile;
 mod output;
@@ -25,7 +26,7 @@ use cli::{Cli, Command};
 use error::Error;
 
 fn run(cli: &Cli, out: &mut dyn Write) -> error::Result<()> {
-    let dev = cli.device.as_str();
+    let dev = cli.device.as_path();
     match &cli.command {
         Command::Status { json } => status::run(dev, *json, out),
         Command::Enable => control::set_enabled(dev, true),

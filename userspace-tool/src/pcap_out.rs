@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io::BufWriter;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
@@ -19,21 +20,22 @@ use crate::error::{Error, Result};
 
 pub struct PcapOut {
     writer: PcapWriter<BufWriter<File>>,
-    path: String,
+    path: PathBuf,
     pub packets: u64,
     pub skipped: u64,
 }
 
-fn pcap_err(path: &str, e: pcap_file::PcapError) -> Error {
-    Error::io(
-        format!("writing {path}"),
-        std::io::Error::other(e.to_string()),
-    )
+fn pcap_err(path: &Path, e: pcap_file::PcapError) -> Error {
+    let source = match e {
+        pcap_file::PcapError::IoError(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    };
+    Error::file("writing", path, source)
 }
 
 impl PcapOut {
-    pub fn create(path: &str) -> Result<Self> {
-        let file = File::create(path).map_err(|e| Error::io(format!("cannot create {path}"), e))?;
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::file("cannot create", path, e))?;
         let header = PcapHeader {
             version_major: 2,
             version_minor: 4,
@@ -84,13 +86,15 @@ impl PcapOut {
     pub fn finish(self) -> Result<()> {
         let path = self.path;
         let mut w = self.writer.into_writer();
-        std::io::Write::flush(&mut w).map_err(|e| Error::io(format!("writing {path}"), e))
+        std::io::Write::flush(&mut w).map_err(|e| Error::file("writing", &path, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
     use crate::record::tests::udp_packet;
     use crate::record::{Body, Decoder, Item};
 
@@ -98,8 +102,9 @@ mod tests {
     fn packets_read_back_with_their_lengths_and_times() {
         let dir = std::env::temp_dir().join(format!("tcplog-pcap-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.pcap");
-        let mut out = PcapOut::create(path.to_str().unwrap()).unwrap();
+        // A file name is any bytes: this one is not even UTF-8.
+        let path = dir.join(std::ffi::OsStr::from_bytes(b"t\xff\x1b.pcap"));
+        let mut out = PcapOut::create(&path).unwrap();
         // A datagram of 1000 bytes kept to 128, seen 3 times; then one of 5 bytes.
         let payload: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
         let mut recs = udp_packet(1, &payload, 128, 3);

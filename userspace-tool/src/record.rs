@@ -251,12 +251,6 @@ pub fn errno_name(e: i32) -> Option<&'static str> {
     })
 }
 
-/// A NUL-padded command name as text.
-pub fn comm_str(comm: &[u8]) -> String {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
-}
-
 #[cfg(test)]
 pub mod tests {
     use super::*;

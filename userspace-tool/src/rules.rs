@@ -214,7 +214,10 @@ pub fn rule_str(r: &Rule) -> String {
         w.push(format!("dport {}", ports_str(&r.dport)));
     }
     if r.ifname[0] != 0 {
-        w.push(format!("iface {}", crate::record::comm_str(&r.ifname)));
+        w.push(format!(
+            "iface {}",
+            crate::escape::word(crate::escape::until_nul(&r.ifname))
+        ));
     }
     if r.tcp_flags_mask != 0 {
         if r.tcp_flags == r.tcp_flags_mask {

@@ -80,6 +80,8 @@ impl Selection {
                     pid: 0,
                     netns: p.netns,
                     comm: &none,
+                    mptcp: false,
+                    cgroup_id: u64::MAX,
                 };
                 return self.filter.matches(&s);
             }
@@ -105,6 +107,8 @@ impl Selection {
             pid,
             netns: 0,
             comm,
+            mptcp: false,
+            cgroup_id: u64::MAX,
         }
     }
 }

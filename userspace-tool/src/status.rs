@@ -1,6 +1,8 @@
 //! `tcplog status`.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use serde_json::json;
 use tcplog_ctl as abi;
@@ -9,7 +11,7 @@ use crate::device::{Access, Device};
 use crate::error::{Error, Result};
 use crate::record::type_name;
 
-pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
+pub fn run(path: &Path, json: bool, out: &mut dyn Write) -> Result<()> {
     let dev = Device::open(path, Access::ReadOnly)?;
     let module = dev.abi_version()?;
     if module != abi::ABI_VERSION {
@@ -33,13 +35,15 @@ pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
         .filter(|&(t, &n)| t > 0 && n > 0)
         .map(|(t, &n)| (type_name(t as u16), n))
         .collect();
+    // The node's name is the command line's: any bytes, shown as names from outside are.
+    let device = dev.path().as_os_str().as_bytes();
     let res = if json {
         let types: serde_json::Map<String, serde_json::Value> = by_type
             .iter()
             .map(|(t, n)| ((*t).to_owned(), (*n).into()))
             .collect();
-        let v = json!({
-            "device": dev.path(),
+        let mut v = json!({
+            "device": String::from_utf8_lossy(device),
             "module_abi_version": s.abi_version,
             "tool_abi_version": abi::ABI_VERSION,
             "enabled": s.enabled != 0,
@@ -68,7 +72,10 @@ pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
             "limits_untracked": s.limits_untracked,
             "produced_by_type": types,
         });
-        writeln!(out, "{v}")
+        if std::str::from_utf8(device).is_err() {
+            v["device_hex"] = crate::escape::hex(device).into();
+        }
+        writeln!(out, "{}", crate::output::json::to_line(&v))
     } else {
         let pct = if s.ring_size > 0 {
             s.bytes_used as f64 * 100.0 / s.ring_size as f64
@@ -77,7 +84,7 @@ pub fn run(path: &str, json: bool, out: &mut dyn Write) -> Result<()> {
         };
         let mut t = String::new();
         let mut row = |k: &str, v: String| t.push_str(&format!("{k:<20}{v}\n"));
-        row("device", dev.path().to_owned());
+        row("device", crate::escape::text(device));
         row("module ABI", s.abi_version.to_string());
         row("tool ABI", abi::ABI_VERSION.to_string());
         row(

@@ -4,16 +4,19 @@
 //! log file (`-w`); decodes them; counts LOST records; and passes the ones the selection keeps to
 //! the printer (text, JSON Lines or CSV) and the pcap writer (`--pcap`).
 
+use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::cli::{OutputArgs, WriteArgs};
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
+use crate::escape;
 use crate::logfile::{self, LogWriter};
+use crate::output::json::to_line;
 use crate::output::{text_header, to_csv_row, to_json, to_text, Format, CSV_COLUMNS};
 use crate::pcap_out::PcapOut;
 use crate::record::{Body, Decoder, Item, Record};
@@ -78,7 +81,7 @@ impl<'a> Pipeline<'a> {
         let pcap = o.pcap.as_deref().map(PcapOut::create).transpose()?;
         Ok(Pipeline {
             printer,
-            select: Selection::new(&o.types, &o.criteria).map_err(Error::BadInput)?,
+            select: Selection::new(&o.types, &o.criteria).map_err(Error::bad_input)?,
             raw,
             pcap,
             records: 0,
@@ -124,7 +127,7 @@ impl<'a> Pipeline<'a> {
                 }
                 writeln!(out, "{}", to_text(r)).map_err(write_err)?;
             }
-            Printer::Json(out) => writeln!(out, "{}", to_json(r)).map_err(write_err)?,
+            Printer::Json(out) => writeln!(out, "{}", to_line(&to_json(r))).map_err(write_err)?,
             Printer::Csv(c) => c
                 .write_record(to_csv_row(r))
                 .map_err(|e| write_err(e.into()))?,
@@ -158,7 +161,7 @@ impl<'a> Pipeline<'a> {
 }
 
 /// Prints what is buffered now, then exits.
-pub fn dump(path: &str, o: &OutputArgs, w: &WriteArgs, out: &mut dyn Write) -> Result<()> {
+pub fn dump(path: &Path, o: &OutputArgs, w: &WriteArgs, out: &mut dyn Write) -> Result<()> {
     let mut dev = Device::open_checked(path, Access::ReadOnly)?;
     // Stop at what was produced when we started, however fast records keep coming.
     let end = dev.status()?.records_produced;
@@ -180,7 +183,7 @@ pub fn dump(path: &str, o: &OutputArgs, w: &WriteArgs, out: &mut dyn Write) -> R
 /// Prints (and writes) records as they arrive until interrupted (SIGINT or SIGTERM), then the
 /// totals: TCPLogger's loop that displays and writes.
 pub fn follow(
-    path: &str,
+    path: &Path,
     o: &OutputArgs,
     w: &WriteArgs,
     new_only: bool,
@@ -228,7 +231,7 @@ pub fn follow(
 }
 
 /// Replays saved log files with the same formats and selection.
-pub fn read(files: &[String], o: &OutputArgs, out: &mut dyn Write) -> Result<()> {
+pub fn read(files: &[PathBuf], o: &OutputArgs, out: &mut dyn Write) -> Result<()> {
     let mut p = Pipeline::new(o, None, false, out)?;
     let mut damaged = Vec::new();
     for f in files {
@@ -245,16 +248,13 @@ pub fn read(files: &[String], o: &OutputArgs, out: &mut dyn Write) -> Result<()>
     }
     p.finish()?;
     if !damaged.is_empty() {
-        return Err(Error::Damaged(format!(
-            "{} damaged; every record that could be read was shown",
-            damaged.join(", ")
-        )));
+        return Err(Error::Damaged { paths: damaged });
     }
     Ok(())
 }
 
 /// Writes netrecord transcripts of the TCP connections in a log file: ROOT1, ROOT2, ...
-pub fn transcript(file: &str, root: &str, out: &mut dyn Write) -> Result<()> {
+pub fn transcript(file: &Path, root: &OsStr, out: &mut dyn Write) -> Result<()> {
     let (info, records, damage) = logfile::read(file)?;
     for line in damage.describe(file) {
         eprintln!("tcplog: {line}");
@@ -266,16 +266,23 @@ pub fn transcript(file: &str, root: &str, out: &mut dyn Write) -> Result<()> {
     if all.is_empty() {
         writeln!(
             out,
-            "no TCP payload in {file}: log it with a rule like 'log body proto tcp'"
+            "no TCP payload in {}: log it with a rule like 'log body proto tcp'",
+            escape::path(file)
         )
         .map_err(write_err)?;
     }
     for (i, (text, rep)) in all.iter().enumerate() {
-        let name = format!("{root}{}", i + 1);
-        std::fs::write(&name, text).map_err(|e| Error::io(format!("writing {name}"), e))?;
+        let mut name = root.to_owned();
+        name.push((i + 1).to_string());
+        let name = PathBuf::from(name);
+        std::fs::write(&name, text).map_err(|e| Error::file("writing", &name, e))?;
         let mut line = format!(
-            "{name}: client {} -> server {}: client sent {} bytes, server sent {}",
-            rep.client, rep.server, rep.client_bytes, rep.server_bytes
+            "{}: client {} -> server {}: client sent {} bytes, server sent {}",
+            escape::path(&name),
+            rep.client,
+            rep.server,
+            rep.client_bytes,
+            rep.server_bytes
         );
         if rep.client_missing + rep.server_missing > 0 {
             line.push_str(&format!(
@@ -289,4 +296,44 @@ pub fn transcript(file: &str, root: &str, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "{line}").map_err(write_err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+
+    /// A log file whose name holds ESC and a newline: what `read` and `transcript` say about it
+    /// is one line of printable text each.
+    #[test]
+    fn file_names_are_shown_escaped() {
+        let dir = std::env::temp_dir().join(format!("tcplog-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join(OsStr::from_bytes(b"x\x1b[2J\n\xff.tlog"));
+        let mut w = LogWriter::create(&f, None, 0).unwrap();
+        let mut recs = crate::record::tests::mark(1, 1);
+        recs.extend(&recs.clone()[..30]);
+        w.write(&recs).unwrap();
+        drop(w);
+        let shown = r"x\x1b[2J\n\xff.tlog";
+        let mut out = Vec::new();
+        transcript(&f, OsStr::new("t."), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with(&format!(
+                "no TCP payload in {}/{shown}:",
+                escape::path(&dir)
+            )),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 1);
+        let e = read(&[f], &OutputArgs::default(), &mut Vec::new()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}/{shown} damaged", escape::path(&dir))),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

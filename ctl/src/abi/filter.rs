@@ -12,7 +12,8 @@ use core::mem::{offset_of, size_of};
 
 use super::pod::Pod;
 use super::record::{
-    op, EventBody, SummaryBody, AF_INET, AF_INET6, COMM_LEN, IPPROTO_TCP, IPPROTO_UDP,
+    op, EventBody, SummaryBody, AF_INET, AF_INET6, COMM_LEN, EVF_MPTCP, IPPROTO_TCP, IPPROTO_UDP,
+    SUMF_MPTCP,
 };
 
 /// Most entries of each kind.
@@ -25,6 +26,8 @@ pub const MAX_FILTER_IDS: usize = 8;
 pub const MAX_FILTER_COMMS: usize = 4;
 /// See [`MAX_FILTER_PORTS`].
 pub const MAX_FILTER_NETNS: usize = 4;
+/// See [`MAX_FILTER_PORTS`].
+pub const MAX_FILTER_CGROUPS: usize = 4;
 
 /// `Filter::families` bits.
 pub const FAMILY_INET: u32 = 1 << 0;
@@ -34,6 +37,8 @@ pub const FAMILY_INET6: u32 = 1 << 1;
 pub const PROTO_TCP: u32 = 1 << 0;
 /// See [`PROTO_TCP`].
 pub const PROTO_UDP: u32 = 1 << 1;
+/// See [`PROTO_TCP`]. MPTCP connections (not their TCP subflows).
+pub const PROTO_MPTCP: u32 = 1 << 2;
 
 /// An inclusive range of ports.
 #[repr(C)]
@@ -78,6 +83,11 @@ pub struct Filter {
     pub netns: [u32; MAX_FILTER_NETNS],
     /// Command names, NUL-padded; the last byte is always NUL.
     pub comms: [[u8; COMM_LEN]; MAX_FILTER_COMMS],
+    pub n_cgroups: u32,
+    /// Reserved; zero.
+    pub _pad: u32,
+    /// Cgroup (v2) ids: records of processes in exactly one of these cgroups.
+    pub cgroups: [u64; MAX_FILTER_CGROUPS],
 }
 
 // SAFETY: `repr(C)`, integers only, and the size assertions below prove there is no padding.
@@ -91,7 +101,8 @@ const _: () = {
     assert!(size_of::<PortRange>() == 4);
     assert!(size_of::<AddrPrefix>() == 20);
     assert!(offset_of!(AddrPrefix, addr) == 4);
-    assert!(size_of::<Filter>() == 368);
+    assert!(size_of::<Filter>() == 408);
+    assert!(offset_of!(Filter, cgroups) == 376);
     assert!(offset_of!(Filter, ports) == 32);
     assert!(offset_of!(Filter, addrs) == 64);
     assert!(offset_of!(Filter, uids) == 224);
@@ -105,6 +116,8 @@ const _: () = {
 pub struct Subject<'a> {
     pub family: u16,
     pub protocol: u8,
+    /// An MPTCP socket (whose `protocol` is TCP's).
+    pub mptcp: bool,
     /// Whether the record carries ports and addresses at all.
     pub has_endpoints: bool,
     pub lport: u16,
@@ -115,6 +128,7 @@ pub struct Subject<'a> {
     pub pid: u32,
     pub netns: u32,
     pub comm: &'a [u8; COMM_LEN],
+    pub cgroup_id: u64,
 }
 
 impl EventBody {
@@ -123,6 +137,7 @@ impl EventBody {
         Subject {
             family: self.family,
             protocol: self.protocol,
+            mptcp: self.flags & EVF_MPTCP != 0,
             has_endpoints: self.op != op::TCP_CREATE && self.op != op::UDP_CREATE,
             lport: self.lport,
             rport: self.rport,
@@ -132,6 +147,7 @@ impl EventBody {
             pid: self.pid,
             netns: self.netns,
             comm: &self.comm,
+            cgroup_id: self.cgroup_id,
         }
     }
 }
@@ -142,6 +158,7 @@ impl SummaryBody {
         Subject {
             family: self.family,
             protocol: IPPROTO_TCP,
+            mptcp: self.flags & SUMF_MPTCP != 0,
             has_endpoints: true,
             lport: self.lport,
             rport: self.rport,
@@ -151,6 +168,7 @@ impl SummaryBody {
             pid: self.pid,
             netns: self.netns,
             comm: &self.comm,
+            cgroup_id: self.cgroup_id,
         }
     }
 }
@@ -219,7 +237,9 @@ impl Filter {
     pub fn is_valid(&self) -> bool {
         let n = |v: u32, max: usize| (v as usize) <= max;
         if self.families & !(FAMILY_INET | FAMILY_INET6) != 0
-            || self.protocols & !(PROTO_TCP | PROTO_UDP) != 0
+            || self.protocols & !(PROTO_TCP | PROTO_UDP | PROTO_MPTCP) != 0
+            || !n(self.n_cgroups, MAX_FILTER_CGROUPS)
+            || self._pad != 0
             || !n(self.n_ports, MAX_FILTER_PORTS)
             || !n(self.n_addrs, MAX_FILTER_ADDRS)
             || !n(self.n_uids, MAX_FILTER_IDS)
@@ -239,6 +259,7 @@ impl Filter {
             && self.uids[nu..].iter().all(|&v| v == 0)
             && self.pids[ni..].iter().all(|&v| v == 0)
             && self.netns[nn..].iter().all(|&v| v == 0)
+            && self.cgroups[self.n_cgroups as usize..].iter().all(|&v| v == 0)
             && self.comms[..nc]
                 .iter()
                 .all(|c| c[COMM_LEN - 1] == 0 && c[0] != 0)
@@ -249,7 +270,7 @@ impl Filter {
     pub fn criteria(&self) -> u64 {
         u64::from(self.families.count_ones() + self.protocols.count_ones())
             + u64::from(self.n_ports + self.n_addrs + self.n_uids)
-            + u64::from(self.n_pids + self.n_netns + self.n_comms)
+            + u64::from(self.n_pids + self.n_netns + self.n_comms + self.n_cgroups)
     }
 
     /// Whether the filter passes everything.
@@ -271,6 +292,7 @@ impl Filter {
         }
         if self.protocols != 0 {
             let bit = match s.protocol {
+                IPPROTO_TCP if s.mptcp => PROTO_MPTCP,
                 IPPROTO_TCP => PROTO_TCP,
                 IPPROTO_UDP => PROTO_UDP,
                 _ => 0,
@@ -301,6 +323,10 @@ impl Filter {
             && {
                 let comms = &self.comms[..self.n_comms as usize];
                 comms.is_empty() || comms.contains(s.comm)
+            }
+            && {
+                let cgroups = &self.cgroups[..self.n_cgroups as usize];
+                cgroups.is_empty() || cgroups.contains(&s.cgroup_id)
             }
     }
 }
@@ -342,6 +368,8 @@ mod tests {
             pid: 42,
             netns: 4026531840,
             comm: &o.comm,
+            mptcp: false,
+            cgroup_id: 7,
         }
     }
 
@@ -479,5 +507,27 @@ mod tests {
         f = Filter::default();
         f.families = 4;
         assert!(!f.is_valid(), "unknown family bit");
+    }
+
+    #[test]
+    fn cgroups_and_mptcp() {
+        let o = conn();
+        let mut f = Filter::default();
+        f.n_cgroups = 1;
+        f.cgroups[0] = 7;
+        assert!(f.is_valid());
+        assert!(f.matches(&subject(&o, AF_INET, 1, 2)));
+        f.cgroups[0] = 8;
+        assert!(!f.matches(&subject(&o, AF_INET, 1, 2)));
+        f.cgroups[1] = 9;
+        assert!(!f.is_valid(), "an entry past n_cgroups");
+        let mut f = Filter::default();
+        f.protocols = PROTO_MPTCP;
+        assert!(!f.matches(&subject(&o, AF_INET, 1, 2)));
+        let mut s = subject(&o, AF_INET, 1, 2);
+        s.mptcp = true;
+        assert!(f.matches(&s));
+        f.protocols = PROTO_TCP;
+        assert!(!f.matches(&s), "an MPTCP connection is not TCP");
     }
 }

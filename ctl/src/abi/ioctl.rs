@@ -120,6 +120,27 @@ pub const TCPLOG_IOC_GET_RULE_STATS: u32 = ior::<super::RuleStats>(TCPLOG_IOC_TY
 /// Changes state (it writes into the log). EINVAL unless `1 <= count <= MAX_MARK_COUNT`.
 pub const TCPLOG_IOC_MARK: u32 = iow::<Mark>(TCPLOG_IOC_TYPE, 0x08);
 
+/// Fills the caller's array with the open TCP connections being tracked now, as
+/// [`InterimBody`](super::InterimBody) entries (counters since the start, state, owner; no
+/// deltas): see [`ConnQuery`].
+pub const TCPLOG_IOC_GET_CONNS: u32 = iowr::<ConnQuery>(TCPLOG_IOC_TYPE, 0x0e);
+
+/// The argument of [`TCPLOG_IOC_GET_CONNS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnQuery {
+    /// Where to write the entries: room for `max` of them.
+    pub buf: u64,
+    /// How many entries fit in `buf`.
+    pub max: u32,
+    /// Out: entries written.
+    pub written: u32,
+    /// Out: connections tracked now (more than `written` if `buf` was too small).
+    pub tracked: u32,
+    /// Reserved; zero.
+    pub _pad: u32,
+}
+
 /// Most records one [`TCPLOG_IOC_MARK`] may write.
 pub const MAX_MARK_COUNT: u32 = 65536;
 
@@ -209,6 +230,8 @@ pub struct Status {
     pub _reserved: [u64; 8],
 }
 
+/// Maximum of [`Config::interim_s`]: a day.
+pub const MAX_INTERIM_S: u32 = 86400;
 /// Maximum of [`Config::snap_len`].
 pub const MAX_SNAP_LEN: u32 = 4096;
 /// Default of [`Config::snap_len`], as ipl's 128 bytes of packet body.
@@ -224,8 +247,9 @@ pub struct Config {
     pub options: u64,
     /// Bytes of packet payload kept in packet records, at most [`MAX_SNAP_LEN`].
     pub snap_len: u32,
-    /// Reserved; zero.
-    pub _pad: u32,
+    /// Seconds between INTERIM records of each open TCP connection (NetFlow's active timeout),
+    /// at most [`MAX_INTERIM_S`]; 0 for none.
+    pub interim_s: u32,
     /// Reserved for later fields; zero.
     pub _reserved: [u64; 4],
 }
@@ -246,7 +270,7 @@ impl Config {
         event_mask: VALID_EVENT_MASK,
         options: OPT_SUMMARIES,
         snap_len: DEFAULT_SNAP_LEN,
-        _pad: 0,
+        interim_s: 0,
         _reserved: [0; 4],
     };
 
@@ -255,7 +279,7 @@ impl Config {
         self.event_mask & !VALID_EVENT_MASK == 0
             && self.options & !VALID_OPTIONS == 0
             && self.snap_len <= MAX_SNAP_LEN
-            && self._pad == 0
+            && self.interim_s <= MAX_INTERIM_S
             && self._reserved == [0; 4]
     }
 }
@@ -266,10 +290,13 @@ unsafe impl super::Pod for Status {}
 unsafe impl super::Pod for Config {}
 // SAFETY: As above.
 unsafe impl super::Pod for Mark {}
+// SAFETY: As above.
+unsafe impl super::Pod for ConnQuery {}
 
 const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(size_of::<Status>() == 144 + 8 * super::RECORD_TYPE_COUNT + 8 * 12);
+    assert!(super::RECORD_TYPE_COUNT == 9);
     assert!(offset_of!(Status, packets_malformed) == 144 + 8 * super::RECORD_TYPE_COUNT);
     assert!(offset_of!(Status, ring_size) == 8);
     assert!(offset_of!(Status, oldest_seq) == 64);
@@ -282,8 +309,10 @@ const _: () = {
     assert!(offset_of!(Status, produced_by_type) == 144);
     assert!(size_of::<Config>() == 56);
     assert!(size_of::<Mark>() == 16);
+    assert!(size_of::<ConnQuery>() == 24);
     assert!(offset_of!(Config, options) == 8);
     assert!(offset_of!(Config, snap_len) == 16);
+    assert!(offset_of!(Config, interim_s) == 20);
     assert!(offset_of!(Config, _reserved) == 24);
 };
 
@@ -320,14 +349,15 @@ mod tests {
         assert_eq!(TCPLOG_IOC_VERSION, 0x8004_b900);
         assert_eq!(TCPLOG_IOC_ENABLE, 0xb901);
         assert_eq!(TCPLOG_IOC_DISABLE, 0xb902);
-        assert_eq!(TCPLOG_IOC_STATUS, 0x8130_b903);
+        assert_eq!(TCPLOG_IOC_STATUS, 0x8138_b903);
+        assert_eq!(TCPLOG_IOC_GET_CONNS, 0xc018_b90e);
         assert_eq!(TCPLOG_IOC_FLUSH, 0x8008_b904);
         assert_eq!(TCPLOG_IOC_GET_CONFIG, 0x8038_b905);
         assert_eq!(TCPLOG_IOC_SET_CONFIG, 0x4038_b906);
         assert_eq!(TCPLOG_IOC_SEEK_END, 0xb907);
         assert_eq!(TCPLOG_IOC_MARK, 0x4010_b908);
-        assert_eq!(TCPLOG_IOC_SET_FILTER, 0x4170_b909);
-        assert_eq!(TCPLOG_IOC_GET_FILTER, 0x8170_b90a);
+        assert_eq!(TCPLOG_IOC_SET_FILTER, 0x4198_b909);
+        assert_eq!(TCPLOG_IOC_GET_FILTER, 0x8198_b90a);
         assert_eq!(VALID_EVENT_MASK, 0xffe);
         assert_eq!(TCPLOG_IOC_SET_RULES, 0x4a08_b90b);
         assert_eq!(TCPLOG_IOC_GET_RULE_STATS, 0x8200_b90d);

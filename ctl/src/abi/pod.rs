@@ -17,7 +17,7 @@ pub unsafe trait Pod: Copy + 'static {
         // SAFETY: By the trait's contract all `size_of::<Self>()` bytes of `self` are initialised,
         // and the slice borrows `self`, so it cannot outlive it.
         unsafe {
-            core::slice::from_raw_parts((self as *const Self).cast::<u8>(), size_of::<Self>())
+            core::slice::from_raw_parts(core::ptr::from_ref(self).cast::<u8>(), size_of::<Self>())
         }
     }
 

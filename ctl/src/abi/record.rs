@@ -43,10 +43,13 @@ pub mod rtype {
     pub const LIMIT: u16 = 6;
     /// A marker written through `TCPLOG_IOC_MARK`: [`MarkBody`](super::MarkBody).
     pub const MARK: u16 = 7;
+    /// An open TCP connection's counters so far, written every `Config::interim_s` seconds
+    /// (NetFlow's active timeout): [`InterimBody`](super::InterimBody).
+    pub const INTERIM: u16 = 8;
 }
 
 /// One more than the largest record type: the length of the per-type counters in `Status`.
-pub const RECORD_TYPE_COUNT: usize = 8;
+pub const RECORD_TYPE_COUNT: usize = 9;
 
 /// The header of every record. 40 bytes.
 #[repr(C)]
@@ -100,6 +103,8 @@ pub mod config_item {
     pub const FILTER: u32 = 6;
     /// The packet rules were replaced: `old` and `new` count the rules before and after.
     pub const RULES: u32 = 7;
+    /// `Config::interim_s` changed.
+    pub const INTERIM: u32 = 8;
 }
 
 /// Length of a command name, as the kernel's `TASK_COMM_LEN`.
@@ -185,6 +190,8 @@ pub const EVF_ASYNC: u16 = 1 << 1;
 pub const EVF_OWNER: u16 = 1 << 2;
 /// `EventBody::flags`: the process is unknown (softirq context, no owner recorded).
 pub const EVF_NO_PROCESS: u16 = 1 << 3;
+/// `EventBody::flags`: the socket is an MPTCP socket (`protocol` is TCP's, as on the wire).
+pub const EVF_MPTCP: u16 = 1 << 4;
 
 /// Address families (`family` fields): Linux's `AF_INET` and `AF_INET6`.
 pub const AF_INET: u16 = 2;
@@ -235,6 +242,17 @@ pub struct EventBody {
     pub raddr: [u8; 16],
     /// Command name (inetsock's PROG_NAME), NUL-padded.
     pub comm: [u8; COMM_LEN],
+    /// Parent process id.
+    pub ppid: u32,
+    /// Reserved; zero.
+    pub _pad: u32,
+    /// The process's cgroup (v2): its id, the inode number of its directory under
+    /// `/sys/fs/cgroup`.
+    pub cgroup_id: u64,
+    /// The outcome of a connect (`EVF_ASYNC`, or a connect that did not return
+    /// `EINPROGRESS`): nanoseconds from the connect call to the connection's establishment or
+    /// failure (tcpconnlat's number). 0 for other events.
+    pub latency_ns: u64,
 }
 
 /// How a connection was opened (`SummaryBody::open`).
@@ -268,8 +286,22 @@ pub const SUMF_PARTIAL: u16 = 1 << 0;
 pub const SUMF_OWNER_UNKNOWN: u16 = 1 << 1;
 /// `SummaryBody::flags`: `start_ns` and `duration_ns` are unknown.
 pub const SUMF_START_UNKNOWN: u16 = 1 << 2;
-/// `SummaryBody::flags`: the IP-layer counters (`pkts_*`, `ip_bytes_*`) are valid.
+/// `SummaryBody::flags`: the IP-layer counters (`pkts_*`, `ip_bytes_*`, `max_idle_ns`) are valid.
 pub const SUMF_IP_COUNTERS: u16 = 1 << 3;
+/// `SummaryBody::flags`: an MPTCP connection (its data bytes are MPTCP's, each way; its TCP
+/// subflows have summaries of their own, with `parent_id` this one's `sock_id`).
+pub const SUMF_MPTCP: u16 = 1 << 4;
+/// `SummaryBody::flags`: `first_tx_ns` is known (a data byte was sent).
+pub const SUMF_FIRST_TX: u16 = 1 << 5;
+/// `SummaryBody::flags`: `first_rx_ns` is known (a data byte was received).
+pub const SUMF_FIRST_RX: u16 = 1 << 6;
+/// `SummaryBody::flags`: `connect_latency_ns` is known (an active open seen from its SYN).
+pub const SUMF_LATENCY: u16 = 1 << 7;
+/// `SummaryBody::flags`: this side closed first and the kernel retired the socket while it
+/// still waited for the peer's FIN (FIN_WAIT2; what is left of the connection is a TIME_WAIT
+/// remnant that is no longer a socket): the peer's FIN and this side's last ACK, if they come,
+/// come after the summary and are not in its IP counters.
+pub const SUMF_FIN_WAIT2: u16 = 1 << 8;
 
 /// Body of a SUMMARY record: one TCP connection, when it closed (Apple TCPLogger's record).
 #[repr(C)]
@@ -329,6 +361,59 @@ pub struct SummaryBody {
     pub ip_bytes_in: u64,
     /// IP bytes sent, headers included.
     pub ip_bytes_out: u64,
+    /// Owner's parent process id.
+    pub ppid: u32,
+    /// Minimum round-trip time seen, microseconds (tcpi_min_rtt).
+    pub min_rtt_us: u32,
+    /// Owner's cgroup (v2) id.
+    pub cgroup_id: u64,
+    /// For an MPTCP subflow: the `sock_id` of the MPTCP connection it carries; else 0.
+    pub parent_id: u64,
+    /// Active opens: from the SYN sent to established (tcpconnlat's number), ns
+    /// (`SUMF_LATENCY`).
+    pub connect_latency_ns: u64,
+    /// The last delivery-rate sample, bytes per second (tcpi_delivery_rate).
+    pub delivery_rate: u64,
+    /// Time with data outstanding, microseconds (tcpi_busy_time).
+    pub busy_us: u64,
+    /// Of that, time limited by the receiver's window (tcpi_rwnd_limited).
+    pub rwnd_limited_us: u64,
+    /// Of that, time limited by the send buffer: the application (tcpi_sndbuf_limited).
+    pub sndbuf_limited_us: u64,
+    /// From the start to the first data byte sent, ns (`SUMF_FIRST_TX`).
+    pub first_tx_ns: u64,
+    /// From the start to the first data byte received, ns (`SUMF_FIRST_RX`).
+    pub first_rx_ns: u64,
+    /// The longest time without a packet either way, ns (with the IP counters).
+    pub max_idle_ns: u64,
+}
+
+/// Body of an INTERIM record, and an entry of `TCPLOG_IOC_GET_CONNS`: an open connection now.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterimBody {
+    /// Everything since the connection began, as its summary would say now (`duration_ns`: its
+    /// age; the IP counters only with `SUMF_IP_COUNTERS`).
+    pub summary: SummaryBody,
+    /// TCP state now (`TCP_ESTABLISHED` = 1 ...).
+    pub state: u8,
+    /// Reserved; zero.
+    pub _pad: [u8; 7],
+    /// When the interval these deltas cover began (`CLOCK_REALTIME`, ns): the previous interim
+    /// record of this connection, or its start.
+    pub since_ns: u64,
+    /// Data bytes sent in the interval.
+    pub delta_bytes_sent: u64,
+    /// Data bytes received in the interval.
+    pub delta_bytes_received: u64,
+    /// IP packets received in the interval.
+    pub delta_pkts_in: u64,
+    /// IP packets sent in the interval.
+    pub delta_pkts_out: u64,
+    /// IP bytes received in the interval.
+    pub delta_ip_bytes_in: u64,
+    /// IP bytes sent in the interval.
+    pub delta_ip_bytes_out: u64,
 }
 
 /// `PacketBody::flags`: payload was cut at the snap length (`orig_len` says how much there was).
@@ -415,6 +500,8 @@ unsafe impl Pod for EventBody {}
 // SAFETY: As above.
 unsafe impl Pod for SummaryBody {}
 // SAFETY: As above.
+unsafe impl Pod for InterimBody {}
+// SAFETY: As above.
 unsafe impl Pod for RecordHeader {}
 // SAFETY: As above.
 unsafe impl Pod for MarkBody {}
@@ -447,7 +534,10 @@ const _: () = {
     assert!(offset_of!(ConfigBody, new) == 24);
     assert!(offset_of!(ConfigBody, comm) == 32);
 
-    assert!(size_of::<EventBody>() == 88);
+    assert!(size_of::<EventBody>() == 112);
+    assert!(offset_of!(EventBody, ppid) == 88);
+    assert!(offset_of!(EventBody, cgroup_id) == 96);
+    assert!(offset_of!(EventBody, latency_ns) == 104);
     assert!(offset_of!(EventBody, netns) == 8);
     assert!(offset_of!(EventBody, result) == 24);
     assert!(offset_of!(EventBody, op) == 28);
@@ -459,7 +549,12 @@ const _: () = {
     assert!(offset_of!(EventBody, raddr) == 56);
     assert!(offset_of!(EventBody, comm) == 72);
 
-    assert!(size_of::<SummaryBody>() == 160);
+    assert!(size_of::<SummaryBody>() == 248);
+    assert!(offset_of!(SummaryBody, ppid) == 160);
+    assert!(offset_of!(SummaryBody, cgroup_id) == 168);
+    assert!(offset_of!(SummaryBody, max_idle_ns) == 240);
+    assert!(size_of::<InterimBody>() == 248 + 64);
+    assert!(offset_of!(InterimBody, since_ns) == 256);
     assert!(offset_of!(SummaryBody, bytes_sent) == 24);
     assert!(offset_of!(SummaryBody, segs_in) == 40);
     assert!(offset_of!(SummaryBody, srtt_us) == 52);
@@ -502,6 +597,9 @@ pub const EVENT_RECORD_LEN: usize = record_len(size_of::<RecordHeader>() + size_
 /// Length of a SUMMARY record.
 pub const SUMMARY_RECORD_LEN: usize =
     record_len(size_of::<RecordHeader>() + size_of::<SummaryBody>());
+/// Length of an INTERIM record.
+pub const INTERIM_RECORD_LEN: usize =
+    record_len(size_of::<RecordHeader>() + size_of::<InterimBody>());
 /// Length of a LIMIT record.
 pub const LIMIT_RECORD_LEN: usize = record_len(size_of::<RecordHeader>() + size_of::<LimitBody>());
 /// Length of a MARK record.
@@ -524,8 +622,9 @@ mod tests {
         assert_eq!(LOST_RECORD_LEN, 64);
         assert_eq!(CONFIG_RECORD_LEN, 88);
         assert_eq!(MARK_RECORD_LEN, 80);
-        assert_eq!(EVENT_RECORD_LEN, 128);
-        assert_eq!(SUMMARY_RECORD_LEN, 200);
+        assert_eq!(EVENT_RECORD_LEN, 152);
+        assert_eq!(SUMMARY_RECORD_LEN, 288);
+        assert_eq!(INTERIM_RECORD_LEN, 352);
         assert_eq!(record_len(41), 48);
         assert_eq!(record_len(40), 40);
     }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::adv::ename;
+use crate::adv_kit::ename;
 use crate::sys;
 
 /// The Internet checksum of `data`, starting from `sum`.

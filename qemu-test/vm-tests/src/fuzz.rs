@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use tcplog_ctl::{self as abi, Pod};
 
-use crate::adv::ename as errno_name;
-use crate::adv::{self, note, open_dev, Mapping, Rng};
+use crate::adv_kit::ename as errno_name;
+use crate::adv_kit::{self as adv, note, open_dev, Mapping, Rng};
 use crate::dev::{self, Dev};
 use crate::ensure;
 use crate::harness::TestResult;

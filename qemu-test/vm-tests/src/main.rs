@@ -4,6 +4,7 @@
 //! `tcplog-vm-tests --bench` runs the benchmarks instead.
 
 mod adv;
+mod adv_kit;
 mod bench;
 mod craft;
 mod dev;
@@ -12,15 +13,19 @@ mod fuzz;
 mod harness;
 mod peer;
 mod sys;
+mod t_adv_blind;
 mod t_adv_cycles;
 mod t_adv_device;
 mod t_adv_peer;
+mod t_adv_socket;
 mod t_basic;
 mod t_device;
+mod t_names;
 mod t_packet;
 mod t_socket;
 mod t_tool;
 mod uffd;
+mod uring;
 
 use harness::Harness;
 
@@ -29,6 +34,9 @@ const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
     if peer::main_if_peer() || fuzz::main_if_fuzz() {
+        return;
+    }
+    if adv::main_if_helper() {
         return;
     }
     let filter = std::env::args().nth(1);
@@ -48,9 +56,12 @@ fn main() {
     t_basic::device(&mut h);
     t_device::all(&mut h);
     t_tool::all(&mut h);
+    t_names::all(&mut h);
     t_socket::all(&mut h);
     t_packet::all(&mut h);
     t_tool::files(&mut h);
+    t_adv_socket::all(&mut h);
+    t_adv_blind::all(&mut h);
     t_adv_peer::all(&mut h);
     t_adv_device::all(&mut h);
     t_adv_device::last(&mut h);

@@ -64,6 +64,17 @@ pub fn ioctl_ptr<T>(f: &File, cmd: u32, arg: *mut T) -> Result<libc::c_int, i32>
     }
 }
 
+/// `ioctl(fd, cmd, arg)` on a raw descriptor; `Err(errno)` on failure.
+pub fn ioctl_raw<T>(fd: i32, cmd: u32, arg: *mut T) -> Result<libc::c_int, i32> {
+    // SAFETY: As for `ioctl_ptr`; `fd` is a descriptor the caller owns.
+    let rc = unsafe { libc::ioctl(fd, cmd as _, arg) };
+    if rc < 0 {
+        Err(errno())
+    } else {
+        Ok(rc)
+    }
+}
+
 pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tcplog_ctl as abi;
 
-use crate::adv::{self, fork_child, note, open_dev, Rng};
+use crate::adv_kit::{self as adv, fork_child, note, open_dev, Rng};
 use crate::ensure;
 use crate::fixtures;
 use crate::harness::{Harness, TestResult};

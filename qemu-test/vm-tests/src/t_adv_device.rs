@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use tcplog_ctl as abi;
 
-use crate::adv::ename as errno_name;
-use crate::adv::{self, fork_child, kill_and_reap, note, open_dev, wait_for, Rng};
+use crate::adv_kit::ename as errno_name;
+use crate::adv_kit::{self as adv, fork_child, kill_and_reap, note, open_dev, wait_for, Rng};
 use crate::dev::{self, Dev};
 use crate::harness::{Harness, TestResult};
 use crate::sys;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tcplog_ctl::{self as abi, SummaryBody};
 
-use crate::adv::{self, note, Rng};
+use crate::adv_kit::{self as adv, note, Rng};
 use crate::craft::{self, ext_frag, ext_opts, Capture, Ip4, Ip6, Raw, Tcp};
 use crate::dev::Dev;
 use crate::fixtures::{self, collect, fresh, summaries};
@@ -166,15 +166,21 @@ impl Conn {
         Ok(())
     }
 
-    /// The client closes first; the server reads the end and closes.
+    /// The client ends its side first (a shutdown, so that its socket is not orphaned and
+    /// retired in FIN_WAIT2 before the server's FIN), the server reads the end and closes, the
+    /// client reads the server's end and closes: every packet then belongs to both summaries.
     fn close(self) -> Result<(u64, u64), String> {
         let (up, down) = (self.up, self.down);
-        let Conn { c, mut s, .. } = self;
-        drop(c);
+        let Conn { mut c, mut s, .. } = self;
+        c.shutdown(std::net::Shutdown::Write)
+            .map_err(|e| format!("client shutdown: {e}"))?;
         let mut rest = Vec::new();
         s.read_to_end(&mut rest)
             .map_err(|e| format!("server reading the end: {e}"))?;
         drop(s);
+        c.read_to_end(&mut rest)
+            .map_err(|e| format!("client reading the end: {e}"))?;
+        drop(c);
         Ok((up, down))
     }
 }
@@ -222,6 +228,11 @@ fn compare(
     let s_in = craft::tally(fb, c, s, None);
     let s_out = craft::tally(fb, s, c, None);
     for (who, s, inb, outb) in [("client", cl, c_in, c_out), ("server", sv, s_in, s_out)] {
+        if s.flags & abi::SUMF_FIN_WAIT2 != 0 {
+            bad.push(format!(
+                "{who}: retired in FIN_WAIT2 (not expected after a shutdown)"
+            ));
+        }
         if s.flags & abi::SUMF_IP_COUNTERS == 0 {
             bad.push(format!(
                 "{who}: IP counters null (capture: in {inb:?}, out {outb:?})"

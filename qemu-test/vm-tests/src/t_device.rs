@@ -97,8 +97,12 @@ pub fn all(h: &mut Harness) {
         needs_write,
     );
     h.run(
-        "device: state changes need CAP_NET_ADMIN (EPERM)",
+        "device: state changes need an opener with CAP_NET_ADMIN (EPERM), whoever calls",
         needs_cap,
+    );
+    h.run(
+        "device: an opener's rights survive its dropping privileges",
+        opener_rights_survive_setuid,
     );
     h.run(
         "device: queries work on a read-only descriptor",
@@ -563,35 +567,149 @@ fn needs_write() -> TestResult {
     Ok(())
 }
 
+/// Drops CAP_NET_ADMIN from this process's effective and permitted sets.
+fn drop_net_admin() -> Result<(), i32> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: `h` and `d` are the header and the two data words capget and capset expect.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) != 0 {
+            return Err(sys::errno());
+        }
+        let bit = 1u32 << 12; // CAP_NET_ADMIN
+        d[0].effective &= !bit;
+        d[0].permitted &= !bit;
+        if libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) != 0 {
+            return Err(sys::errno());
+        }
+    }
+    Ok(())
+}
+
 fn needs_cap() -> TestResult {
+    // A root process without CAP_NET_ADMIN opens the device for writing; its descriptor is then
+    // used by this process, which has every capability: rights are the opener's, never the
+    // caller's, so every state change is refused.
+    let mut ready = [0i32; 2];
+    // SAFETY: `ready` has room for the two descriptors of a pipe.
+    ensure!(unsafe { libc::pipe(ready.as_mut_ptr()) } == 0, "pipe");
+    // SAFETY: The child only makes plain syscalls before it exits or is killed.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let code = match drop_net_admin() {
+            Err(e) => e,
+            Ok(()) => match Dev::rw() {
+                Err(_) => 201,
+                Ok(d) => {
+                    let fd = d.fd();
+                    std::mem::forget(d);
+                    // SAFETY: Writing an int to our end of the pipe, then waiting to be killed.
+                    unsafe {
+                        libc::write(ready[1], (&raw const fd).cast(), 4);
+                        libc::pause();
+                    }
+                    0
+                }
+            },
+        };
+        // SAFETY: Leaving the child.
+        unsafe { libc::_exit(code) };
+    }
+    let mut child_fd = -1i32;
+    // SAFETY: Reading an int from our end of the pipe.
+    let n = unsafe { libc::read(ready[0], (&raw mut child_fd).cast(), 4) };
+    let taken = if n == 4 {
+        // SAFETY: Plain syscalls on our own child.
+        unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+            let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, child_fd, 0) as i32;
+            libc::close(pidfd);
+            fd
+        }
+    } else {
+        -1
+    };
+    let result = (|| -> TestResult {
+        ensure!(
+            taken >= 0,
+            "could not take the child's descriptor (read {n} bytes)"
+        );
+        for cmd in STATE_CHANGES {
+            let mut arg = arg_for(cmd);
+            let rc = sys::ioctl_raw(taken, cmd, arg.as_mut_ptr());
+            ensure_eq!(rc, Err(libc::EPERM), "command {cmd:#x}");
+        }
+        Ok(())
+    })();
+    // SAFETY: Ending our own child and closing our descriptors.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        if taken >= 0 {
+            libc::close(taken);
+        }
+        libc::close(ready[0]);
+        libc::close(ready[1]);
+    }
+    result
+}
+
+fn opener_rights_survive_setuid() -> TestResult {
+    // The descriptor is root's and writable; the process using it dropped to nobody after
+    // inheriting it: a daemon that opens the device and then drops privileges keeps its rights.
     let rw = Dev::rw()?;
     let before = rw.status()?.records_produced;
-    for cmd in STATE_CHANGES {
-        // The descriptor is root's and writable; the process using it is not privileged.
-        // SAFETY: The child only makes async-signal-safe calls (setgid, setuid, ioctl, _exit).
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let mut arg = arg_for(cmd);
-            // SAFETY: Plain syscalls in the child.
-            unsafe {
-                if libc::setgid(sys::NOBODY) != 0 || libc::setuid(sys::NOBODY) != 0 {
-                    libc::_exit(200);
-                }
-                let rc = libc::ioctl(rw.fd(), cmd as _, arg.as_mut_ptr());
-                libc::_exit(if rc < 0 { sys::errno() } else { 0 });
+    // SAFETY: The child only makes async-signal-safe calls (setgid, setuid, ioctl, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: Plain syscalls in the child.
+        unsafe {
+            if libc::setgid(sys::NOBODY) != 0 || libc::setuid(sys::NOBODY) != 0 {
+                libc::_exit(200);
             }
+            for (i, cmd) in STATE_CHANGES.iter().enumerate() {
+                let mut arg = arg_for(*cmd);
+                if libc::ioctl(rw.fd(), *cmd as _, arg.as_mut_ptr()) < 0 {
+                    libc::_exit(100 + i as i32);
+                }
+            }
+            libc::_exit(0);
         }
-        let mut status = 0;
-        // SAFETY: Waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        ensure!(libc::WIFEXITED(status), "child died");
-        ensure_eq!(libc::WEXITSTATUS(status), libc::EPERM, "command {cmd:#x}");
     }
+    let mut status = 0;
+    // SAFETY: Waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    ensure!(libc::WIFEXITED(status), "child died");
     ensure_eq!(
-        rw.status()?.records_produced,
-        before,
-        "a refused command produced a record"
+        libc::WEXITSTATUS(status),
+        0,
+        "the first refused command's index + 100"
     );
+    // Enable and config change nothing (no record); disable and flush are audited, and the
+    // mark writes one record.
+    let after = rw.status()?;
+    ensure!(
+        after.records_produced >= before + 3 && after.enabled == 0,
+        "the changes were not made: {} records after {before}, enabled {}",
+        after.records_produced,
+        after.enabled
+    );
+    rw.ioctl_none(abi::TCPLOG_IOC_ENABLE).map_err(errno_name)?;
     Ok(())
 }
 

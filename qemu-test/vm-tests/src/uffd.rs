@@ -7,7 +7,7 @@
 
 use tcplog_ctl as abi;
 
-use crate::adv::Mapping;
+use crate::adv_kit::Mapping;
 use crate::sys::{self, errno_name};
 
 const UFFD_API: u64 = 0xAA;

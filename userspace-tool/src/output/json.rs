@@ -1,0 +1,241 @@
+//! Records as JSON Lines: one object per record, with a `type` field.
+//!
+//! Names that come from outside (`comm`, `ifname`) are strings: the name itself when it is valid
+//! UTF-8; otherwise with U+FFFD in place of each invalid sequence, and the exact bytes beside it
+//! in hex, in a field of the same name ending in `_hex` (`comm_hex`), which only such names have.
+//! Every line is written by [`to_line`], which escapes as `\uXXXX` the characters that terminals
+//! act on or that hide ([`escape::is_unsafe`]), so no control or bidi character reaches a
+//! terminal even from JSON, and the parsed strings are unchanged.
+
+use std::io;
+
+use serde_json::ser::Formatter;
+use serde_json::{json, Map, Value};
+
+use tcplog_ctl::{self as abi, EventBody, LimitBody, PacketBody, SummaryBody};
+
+use super::{direction_name, outside_name, packet_view, rfc3339};
+use crate::escape::{self, hex, until_nul};
+use crate::record::{
+    close_name, config_item_name, errno_name, family_name, ip, op_name, open_name, proto_name,
+    type_name, Body, Record,
+};
+
+/// A NUL-padded name as a JSON string: exact if it is UTF-8 (see the module's doc otherwise).
+fn name(field: &[u8]) -> String {
+    String::from_utf8_lossy(until_nul(field)).into_owned()
+}
+
+/// Writes JSON as serde_json's compact form does, but with the characters of
+/// [`escape::is_unsafe`] that JSON would leave raw (DEL, C1 controls, bidi and invisible
+/// characters, Unicode line separators) escaped as `\uXXXX`: the same strings, and a line of
+/// only printable characters.
+struct SafeFormatter;
+
+impl Formatter for SafeFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if escape::is_unsafe(c) {
+                w.write_all(&fragment.as_bytes()[start..i])?;
+                for unit in c.encode_utf16(&mut [0u16; 2]) {
+                    write!(w, "\\u{unit:04x}")?;
+                }
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// A JSON value as one line of printable text (without the newline).
+pub fn to_line(v: &Value) -> String {
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, SafeFormatter);
+    serde::Serialize::serialize(v, &mut ser).expect("a Value always serializes");
+    String::from_utf8(buf).expect("serde_json writes UTF-8")
+}
+
+/// A record as one JSON object.
+pub fn to_json(r: &Record) -> Value {
+    let h = &r.header;
+    let mut m = Map::new();
+    m.insert("type".into(), type_name(h.rtype).into());
+    m.insert("seq".into(), h.seq.into());
+    m.insert("time".into(), rfc3339(h.time_ns).into());
+    m.insert("time_ns".into(), h.time_ns.into());
+    m.insert("boot_ns".into(), h.boot_ns.into());
+    m.insert("cpu".into(), h.cpu.into());
+    let body = match &r.body {
+        Body::Lost(l) => json!({
+            "count": l.count,
+            "first_seq": l.first_seq,
+            "last_seq": l.last_seq,
+        }),
+        Body::Config(c) => json!({
+            "item": config_item_name(c.item),
+            "old": c.old,
+            "new": c.new,
+            "pid": c.pid,
+            "uid": c.uid,
+            "comm": name(&c.comm),
+        }),
+        Body::Event(e) => event_json(e),
+        Body::Summary(s) => summary_json(s),
+        Body::Packet(p, d) => packet_json(p, d),
+        Body::Limit(l) => limit_json(l),
+        Body::Mark(k) => json!({
+            "value": k.value,
+            "index": k.index,
+            "pid": k.pid,
+            "uid": k.uid,
+            "comm": name(&k.comm),
+        }),
+        Body::Unknown(bytes) => json!({ "rtype": h.rtype, "body_len": bytes.len() }),
+    };
+    if let Value::Object(b) = body {
+        m.extend(b);
+    }
+    if let Some((key, bytes)) = outside_name(r) {
+        if std::str::from_utf8(bytes).is_err() {
+            m.insert(format!("{key}_hex"), hex(bytes).into());
+        }
+    }
+    Value::Object(m)
+}
+
+fn event_json(e: &EventBody) -> Value {
+    let mut v = json!({
+        "op": op_name(e.op),
+        "family": family_name(e.family),
+        "proto": proto_name(e.protocol),
+        "sock_type": e.sock_type,
+        "pid": e.pid,
+        "tid": e.tid,
+        "uid": e.uid,
+        "comm": name(&e.comm),
+        "laddr": ip(e.family, &e.laddr).to_string(),
+        "lport": e.lport,
+        "raddr": ip(e.family, &e.raddr).to_string(),
+        "rport": e.rport,
+        "netns": e.netns,
+        "sock_id": e.sock_id,
+        "result": e.result,
+        "implicit": e.flags & abi::EVF_IMPLICIT != 0,
+        "async": e.flags & abi::EVF_ASYNC != 0,
+        "owner_attributed": e.flags & abi::EVF_OWNER != 0,
+    });
+    if e.result != 0 {
+        v["error"] = errno_name(e.result).map_or(Value::Null, Into::into);
+    }
+    if e.flags & abi::EVF_NO_PROCESS != 0 {
+        for k in ["pid", "tid", "uid", "comm"] {
+            v[k] = Value::Null;
+        }
+    }
+    v
+}
+
+fn summary_json(s: &SummaryBody) -> Value {
+    let owner_known = s.flags & abi::SUMF_OWNER_UNKNOWN == 0;
+    let start_known = s.flags & abi::SUMF_START_UNKNOWN == 0;
+    let ip_counted = s.flags & abi::SUMF_IP_COUNTERS != 0;
+    let known = |ok: bool, v: Value| if ok { v } else { Value::Null };
+    json!({
+        "family": family_name(s.family),
+        "proto": "tcp",
+        "laddr": ip(s.family, &s.laddr).to_string(),
+        "lport": s.lport,
+        "raddr": ip(s.family, &s.raddr).to_string(),
+        "rport": s.rport,
+        "pid": known(owner_known, s.pid.into()),
+        "uid": known(owner_known, s.uid.into()),
+        "comm": known(owner_known, name(&s.comm).into()),
+        "netns": s.netns,
+        "sock_id": s.sock_id,
+        "open": open_name(s.open),
+        "close": close_name(s.close),
+        "partial": s.flags & abi::SUMF_PARTIAL != 0,
+        "start": known(start_known, rfc3339(s.start_ns).into()),
+        "start_ns": known(start_known, s.start_ns.into()),
+        "duration_ns": known(start_known, s.duration_ns.into()),
+        "bytes_sent": s.bytes_sent,
+        "bytes_received": s.bytes_received,
+        "segs_in": s.segs_in,
+        "segs_out": s.segs_out,
+        "retrans": s.retrans,
+        "srtt_us": s.srtt_us,
+        "pkts_in": known(ip_counted, s.pkts_in.into()),
+        "pkts_out": known(ip_counted, s.pkts_out.into()),
+        "ip_bytes_in": known(ip_counted, s.ip_bytes_in.into()),
+        "ip_bytes_out": known(ip_counted, s.ip_bytes_out.into()),
+    })
+}
+
+fn packet_json(p: &PacketBody, d: &[u8]) -> Value {
+    let v = packet_view(p, d);
+    json!({
+        "netns": p.netns,
+        "ifname": name(&p.ifname),
+        "ifindex": p.ifindex,
+        "direction": direction_name(p.direction),
+        "hook": p.hook,
+        "rule": p.rule,
+        "family": family_name(p.family),
+        "proto": proto_name(p.protocol),
+        "protocol": p.protocol,
+        "saddr": v.saddr.map(|a| a.to_string()),
+        "daddr": v.daddr.map(|a| a.to_string()),
+        "sport": v.sport,
+        "dport": v.dport,
+        "tcp_flags": crate::rules::flags_str(p.tcp_flags),
+        "orig_len": p.orig_len,
+        "count": p.count,
+        "last": rfc3339(p.last_ns),
+        "last_ns": p.last_ns,
+        "truncated": p.flags & abi::PKF_TRUNCATED != 0,
+        "no_header": p.flags & abi::PKF_NO_HEADER != 0,
+        "ip_hlen": p.ip_hlen,
+        "l4_hlen": p.l4_hlen,
+        "payload_len": p.payload_len,
+        "ip_header": hex(v.ip_header),
+        "l4_header": hex(v.l4_header),
+        "payload": hex(v.payload),
+    })
+}
+
+fn limit_json(l: &LimitBody) -> Value {
+    json!({
+        "netns": l.netns,
+        "rule": l.rule,
+        "family": family_name(l.family),
+        "src": ip(l.family, &l.src).to_string(),
+        "limit_type": if l.limit_type == abi::LIMIT_CONNS_PER_SOURCE { "conns_per_source" } else { "unknown" },
+        "threshold": l.threshold,
+        "current": l.current,
+        "exceeded": l.exceeded,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::tests::one;
+    use crate::record::tests::mark;
+
+    #[test]
+    fn mark_as_json() {
+        let v = to_json(&one(&mark(5, 77)));
+        assert_eq!(v["type"], "mark");
+        assert_eq!(v["seq"], 5);
+        assert_eq!(v["time"], "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(v["time_ns"], 1_700_000_000_123_456_789u64);
+        assert_eq!(v["value"], 77);
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["comm"], "test");
+    }
+}

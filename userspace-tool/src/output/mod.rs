@@ -1,0 +1,527 @@
+//! How records are shown: text lines for people ([`text`]), JSON Lines for scripts ([`json`]),
+//! CSV for spreadsheets ([`csv`]); and what the three share.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use tcplog_ctl::{self as abi, direction, PacketBody};
+
+use crate::escape::until_nul;
+use crate::record::{Body, Record};
+
+pub mod csv;
+pub mod json;
+pub mod text;
+
+pub use self::csv::{to_csv_row, CSV_COLUMNS};
+pub use self::json::to_json;
+pub use self::text::{text_header, to_text};
+
+/// Output formats of `dump`, `follow` and `read`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text, a line per record.
+    #[default]
+    Text,
+    /// JSON Lines: one object per record, with a `type` field.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// RFC 3339 time with nanoseconds, in UTC.
+pub fn rfc3339(time_ns: u64) -> String {
+    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(time_ns)).to_string()
+}
+
+/// The packet's addresses and ports, read from its saved headers.
+pub struct PacketView<'a> {
+    pub ip_header: &'a [u8],
+    pub l4_header: &'a [u8],
+    pub payload: &'a [u8],
+    pub saddr: Option<std::net::IpAddr>,
+    pub daddr: Option<std::net::IpAddr>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+pub fn packet_view<'a>(p: &PacketBody, d: &'a [u8]) -> PacketView<'a> {
+    let ip_len = usize::from(p.ip_hlen);
+    let l4_len = usize::from(p.l4_hlen);
+    let ip_header = &d[..ip_len.min(d.len())];
+    let l4_header = d.get(ip_len..ip_len + l4_len).unwrap_or(&[]);
+    let payload = d.get(ip_len + l4_len..).unwrap_or(&[]);
+    let (saddr, daddr) = if p.family == abi::AF_INET && ip_header.len() >= 20 {
+        let a = |o: usize| {
+            std::net::IpAddr::from([
+                ip_header[o],
+                ip_header[o + 1],
+                ip_header[o + 2],
+                ip_header[o + 3],
+            ])
+        };
+        (Some(a(12)), Some(a(16)))
+    } else if p.family == abi::AF_INET6 && ip_header.len() >= 40 {
+        let a = |o: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&ip_header[o..o + 16]);
+            std::net::IpAddr::from(b)
+        };
+        (Some(a(8)), Some(a(24)))
+    } else {
+        (None, None)
+    };
+    let port = |o: usize| {
+        (l4_header.len() >= o + 2).then(|| u16::from_be_bytes([l4_header[o], l4_header[o + 1]]))
+    };
+    PacketView {
+        ip_header,
+        l4_header,
+        payload,
+        saddr,
+        daddr,
+        sport: port(0),
+        dport: port(2),
+    }
+}
+
+/// The string in a record that comes from outside, if it has one: its JSON field name and its
+/// bytes (up to the NUL). A process names itself and a user with a network namespace names its
+/// interfaces, so these can be any bytes: every format shows them through [`crate::escape`].
+pub fn outside_name(r: &Record) -> Option<(&'static str, &[u8])> {
+    fn comm(c: &[u8; 16]) -> (&'static str, &[u8]) {
+        ("comm", until_nul(c))
+    }
+    match &r.body {
+        Body::Event(e) if e.flags & abi::EVF_NO_PROCESS == 0 => Some(comm(&e.comm)),
+        Body::Summary(s) if s.flags & abi::SUMF_OWNER_UNKNOWN == 0 => Some(comm(&s.comm)),
+        Body::Config(c) => Some(comm(&c.comm)),
+        Body::Mark(k) => Some(comm(&k.comm)),
+        Body::Packet(p, _) => Some(("ifname", until_nul(&p.ifname))),
+        _ => None,
+    }
+}
+
+pub(crate) fn direction_name(d: u8) -> &'static str {
+    match d {
+        direction::IN => "in",
+        direction::OUT => "out",
+        direction::FORWARD => "forward",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::record::{Decoder, Item};
+    use serde_json::Value;
+    use tcplog_ctl::{EventBody, LimitBody, SummaryBody};
+
+    pub fn one(buf: &[u8]) -> Record {
+        match Decoder::new(buf).next_item() {
+            Some(Item::Record(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn time_is_rfc3339_with_nanoseconds() {
+        assert_eq!(
+            rfc3339(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+    }
+
+    /// A recorded stream with one record of every type.
+    pub fn sample_stream() -> Vec<u8> {
+        use crate::record::tests::{encode_at, udp_packet};
+        use tcplog_ctl::{rtype, Pod};
+        let t = 1_700_000_000_123_456_789u64;
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        let v4 = |a: [u8; 4]| {
+            let mut x = [0u8; 16];
+            x[..4].copy_from_slice(&a);
+            x
+        };
+        let mut v6 = [0u8; 16];
+        v6[0] = 0xfd;
+        v6[15] = 2;
+        let mut s = Vec::new();
+        s.extend(encode_at(
+            rtype::LOST,
+            0,
+            abi::LostBody {
+                count: 10,
+                first_seq: 0,
+                last_seq: 9,
+            }
+            .as_bytes(),
+            t,
+        ));
+        s.extend(encode_at(
+            rtype::CONFIG,
+            10,
+            abi::ConfigBody {
+                item: abi::config_item::ENABLED,
+                pid: 7,
+                uid: 0,
+                _pad: 0,
+                old: 0,
+                new: 1,
+                comm,
+            }
+            .as_bytes(),
+            t + 1,
+        ));
+        s.extend(encode_at(
+            rtype::EVENT,
+            11,
+            EventBody {
+                sock_id: 99,
+                netns: 4026531840,
+                pid: 42,
+                tid: 43,
+                uid: 1000,
+                result: libc::ECONNREFUSED,
+                op: abi::op::TCP_CONNECT,
+                family: abi::AF_INET,
+                protocol: abi::IPPROTO_TCP,
+                sock_type: 1,
+                flags: 0,
+                lport: 40000,
+                rport: 80,
+                laddr: v4([10, 0, 0, 1]),
+                raddr: v4([10, 0, 0, 2]),
+                comm,
+                ..EventBody::default()
+            }
+            .as_bytes(),
+            t + 2,
+        ));
+        s.extend(encode_at(
+            rtype::SUMMARY,
+            12,
+            SummaryBody {
+                sock_id: 98,
+                start_ns: t - 2_500_000_000,
+                duration_ns: 2_500_000_000,
+                bytes_sent: 100_000,
+                bytes_received: 54_321,
+                segs_in: 40,
+                segs_out: 80,
+                retrans: 1,
+                srtt_us: 120,
+                netns: 4026531840,
+                pid: 42,
+                uid: 1000,
+                flags: abi::SUMF_IP_COUNTERS,
+                open: abi::open::ACTIVE,
+                close: abi::close::FIN,
+                family: abi::AF_INET6,
+                lport: 40001,
+                rport: 443,
+                _pad: 0,
+                laddr: v6,
+                raddr: v6,
+                comm,
+                pkts_in: 41,
+                pkts_out: 81,
+                ip_bytes_in: 56_000,
+                ip_bytes_out: 105_000,
+                ..SummaryBody::default()
+            }
+            .as_bytes(),
+            t + 3,
+        ));
+        s.extend(udp_packet(13, b"hello", 128, 2));
+        s.extend(encode_at(
+            rtype::LIMIT,
+            14,
+            LimitBody {
+                netns: 4026531840,
+                rule: 1,
+                family: abi::AF_INET,
+                limit_type: abi::LIMIT_CONNS_PER_SOURCE,
+                threshold: 2,
+                current: 3,
+                exceeded: 1,
+                src: v4([10, 0, 0, 9]),
+            }
+            .as_bytes(),
+            t + 4,
+        ));
+        s.extend(crate::record::tests::mark(15, 77));
+        s
+    }
+
+    fn decode_all(buf: &[u8]) -> Vec<Record> {
+        let mut d = Decoder::new(buf);
+        let mut v = Vec::new();
+        while let Some(item) = d.next_item() {
+            match item {
+                Item::Record(r) => v.push(r),
+                other => panic!("{other:?}"),
+            }
+        }
+        v
+    }
+
+    fn records() -> Vec<Record> {
+        let v = decode_all(&sample_stream());
+        assert_eq!(v.len(), 7);
+        v
+    }
+
+    /// Compares with a golden file; `UPDATE_GOLDEN=1 cargo test` rewrites them.
+    fn golden(name: &str, got: &str) {
+        let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(got, want, "{path} differs (UPDATE_GOLDEN=1 rewrites it)");
+    }
+
+    fn as_text(records: &[Record]) -> String {
+        let mut s = text_header() + "\n";
+        for r in records {
+            s.push_str(&to_text(r));
+            s.push('\n');
+        }
+        s
+    }
+
+    fn as_json(records: &[Record]) -> String {
+        records
+            .iter()
+            .map(|r| json::to_line(&to_json(r)) + "\n")
+            .collect()
+    }
+
+    fn as_csv(records: &[Record]) -> String {
+        let mut w = ::csv::Writer::from_writer(Vec::new());
+        w.write_record(CSV_COLUMNS).unwrap();
+        for r in records {
+            w.write_record(to_csv_row(r)).unwrap();
+        }
+        String::from_utf8(w.into_inner().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn golden_text() {
+        golden("golden.txt", &as_text(&records()));
+    }
+
+    #[test]
+    fn golden_json() {
+        golden("golden.jsonl", &as_json(&records()));
+    }
+
+    #[test]
+    fn golden_csv() {
+        golden("golden.csv", &as_csv(&records()));
+    }
+
+    /// Names nobody here chose, one per record: issue #16's (ESC [ 2 J " a , b LF 0xff 0xfe);
+    /// a space, a right-to-left override and a C1 CSI; a formula with DEL and a backslash; `-`;
+    /// nothing; valid UTF-8 with a zero-width space; and an interface name with ESC, an invalid
+    /// byte and a line separator.
+    pub const HOSTILE_NAMES: [&[u8]; 7] = [
+        b"\x1b[2J\"a,b\n\xff\xfe",
+        "a b\u{202e}\u{9b}x".as_bytes(),
+        b"=1+1 \x7f\\",
+        b"-",
+        b"",
+        "名前\u{200b}".as_bytes(),
+        b"e\x1bth\xff\xe2\x80\xa8",
+    ];
+
+    fn name16(b: &[u8]) -> [u8; 16] {
+        let mut n = [0u8; 16];
+        n[..b.len()].copy_from_slice(b);
+        n
+    }
+
+    /// Records that carry [`HOSTILE_NAMES`], in that order.
+    pub fn hostile_stream() -> Vec<u8> {
+        use crate::record::tests::{encode_at, udp_packet};
+        use tcplog_ctl::{rtype, Pod};
+        let t = 1_700_000_000_123_456_789u64;
+        let n = HOSTILE_NAMES.map(name16);
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let event = |seq: u64, comm: [u8; 16]| {
+            let e = EventBody {
+                sock_id: 7,
+                netns: 4026531840,
+                pid: 4242,
+                tid: 4242,
+                uid: 1000,
+                result: 0,
+                op: abi::op::TCP_CONNECT,
+                family: abi::AF_INET,
+                protocol: abi::IPPROTO_TCP,
+                sock_type: 1,
+                flags: 0,
+                lport: 40000,
+                rport: 8080,
+                laddr: v4,
+                raddr: v4,
+                comm,
+                ..EventBody::default()
+            };
+            encode_at(rtype::EVENT, seq, e.as_bytes(), t + seq)
+        };
+        let mark = |seq: u64, comm: [u8; 16]| {
+            let m = abi::MarkBody {
+                value: seq,
+                index: 0,
+                pid: 4242,
+                uid: 1000,
+                _pad: 0,
+                comm,
+            };
+            encode_at(rtype::MARK, seq, m.as_bytes(), t + seq)
+        };
+        let mut s = event(0, n[0]);
+        let summary = SummaryBody {
+            sock_id: 7,
+            start_ns: t - 1_000_000,
+            duration_ns: 1_000_000,
+            bytes_sent: 1,
+            bytes_received: 2,
+            segs_in: 3,
+            segs_out: 4,
+            retrans: 0,
+            srtt_us: 50,
+            netns: 4026531840,
+            pid: 4242,
+            uid: 1000,
+            flags: 0,
+            open: abi::open::ACTIVE,
+            close: abi::close::FIN,
+            family: abi::AF_INET,
+            lport: 40000,
+            rport: 8080,
+            _pad: 0,
+            laddr: v4,
+            raddr: v4,
+            comm: n[1],
+            pkts_in: 0,
+            pkts_out: 0,
+            ip_bytes_in: 0,
+            ip_bytes_out: 0,
+            ..SummaryBody::default()
+        };
+        s.extend(encode_at(rtype::SUMMARY, 1, summary.as_bytes(), t + 1));
+        let config = abi::ConfigBody {
+            item: abi::config_item::ENABLED,
+            pid: 4242,
+            uid: 0,
+            _pad: 0,
+            old: 0,
+            new: 1,
+            comm: n[2],
+        };
+        s.extend(encode_at(rtype::CONFIG, 2, config.as_bytes(), t + 2));
+        s.extend(mark(3, n[3]));
+        s.extend(mark(4, n[4]));
+        s.extend(event(5, n[5]));
+        // A packet on an interface of that name.
+        let Body::Packet(mut p, d) = one(&udp_packet(6, b"hi", 128, 1)).body else {
+            panic!("not a packet")
+        };
+        p.ifname = n[6];
+        let mut body = p.as_bytes().to_vec();
+        body.extend(&d);
+        s.extend(encode_at(rtype::PACKET, 6, &body, t + 6));
+        s
+    }
+
+    /// Every character of a line of output is printable: no C0 or C1 control, DEL, bidi or
+    /// invisible character, no line or paragraph separator.
+    fn printable(line: &str) -> bool {
+        !line.chars().any(crate::escape::is_unsafe)
+    }
+
+    #[test]
+    fn hostile_names_as_text() {
+        let recs = decode_all(&hostile_stream());
+        let s = as_text(&recs);
+        golden("hostile.txt", &s);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 1 + recs.len(), "exactly one line per record");
+        let header_cols = lines[0].split_whitespace().count();
+        for (line, name) in lines[1..].iter().zip(HOSTILE_NAMES) {
+            assert!(printable(line), "{line:?}");
+            // The name is one column, whatever it holds, and says which bytes it holds.
+            let col = if line.contains(" packet ") { 2 } else { 3 };
+            let word = line.split_whitespace().nth(col).unwrap();
+            assert_eq!(crate::escape::unescape_word(word).unwrap(), name, "{line}");
+            if !line.contains(" packet ") {
+                assert!(line.split_whitespace().count() >= header_cols - 1, "{line}");
+            }
+        }
+        assert!(
+            lines[1].contains(r" \x1b[2J\x22a,b\n\xff\xfe "),
+            "{}",
+            lines[1]
+        );
+    }
+
+    #[test]
+    fn hostile_names_as_json() {
+        let recs = decode_all(&hostile_stream());
+        let s = as_json(&recs);
+        golden("hostile.jsonl", &s);
+        for (line, name) in s.lines().zip(HOSTILE_NAMES) {
+            assert!(printable(line), "{line:?}");
+            let v: Value = serde_json::from_str(line).unwrap();
+            let key = if v["type"] == "packet" {
+                "ifname"
+            } else {
+                "comm"
+            };
+            let shown = v[key].as_str().expect("a string");
+            // The exact bytes: the string's own when it is UTF-8, else the _hex field's.
+            let exact = match v.get(format!("{key}_hex")) {
+                Some(h) => {
+                    let h = h.as_str().unwrap();
+                    assert!(std::str::from_utf8(name).is_err(), "{line}");
+                    (0..h.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                        .collect()
+                }
+                None => shown.as_bytes().to_vec(),
+            };
+            assert_eq!(exact, name, "{line}");
+            assert_eq!(shown, String::from_utf8_lossy(name), "{line}");
+        }
+    }
+
+    #[test]
+    fn hostile_names_as_csv() {
+        let recs = decode_all(&hostile_stream());
+        let s = as_csv(&recs);
+        golden("hostile.csv", &s);
+        assert_eq!(s.lines().count(), 1 + recs.len(), "one row per line");
+        assert!(printable(&s.replace('\n', "")));
+        let mut rd = ::csv::Reader::from_reader(s.as_bytes());
+        let head = rd.headers().unwrap().clone();
+        for (row, name) in rd.records().zip(HOSTILE_NAMES) {
+            let row = row.unwrap();
+            let key = if &row[0] == "packet" {
+                "ifname"
+            } else {
+                "comm"
+            };
+            let i = head.iter().position(|h| h == key).unwrap();
+            assert_eq!(crate::escape::unescape(&row[i]).unwrap(), name);
+            for f in row.iter() {
+                assert!(!f.starts_with(['=', '+', '-', '@']), "formula {f:?}");
+            }
+        }
+    }
+}

@@ -433,6 +433,8 @@ impl Capture {
 
     /// Stops tcpdump; the frames it wrote. Fails if the kernel dropped any.
     pub fn stop(mut self) -> Result<Vec<Frame>, String> {
+        // Let the last packets reach the file.
+        std::thread::sleep(Duration::from_millis(500));
         // SAFETY: Signalling our own child (ip execs tcpdump in place).
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         self.child.wait().map_err(|e| e.to_string())?;

@@ -2,8 +2,8 @@
 //! (`tcplog-vm-tests --adv-fuzz SEED CALLS THREADS`), so that a call stuck in the kernel for good
 //! cannot take the suite with it.
 //!
-//! The threads share eight descriptors (fixed numbers 200 to 207, reopened with random flags and
-//! closed under each other's feet) and make these calls, each checked against the errnos it may
+//! The threads share eight descriptors (fixed numbers 200 to 207, reopened with random flags,
+//! mostly non-blocking, and closed under each other's feet) and make these calls, each checked against the errnos it may
 //! give:
 //!
 //! | call | allowed outcome |
@@ -18,10 +18,10 @@
 //! | close, reopen (dup2), fstat | 0 or EBADF |
 //! | fork: a child reads or polls an inherited descriptor, the parent replaces its own or kills the child | the child ends: by itself, or on SIGKILL |
 //!
-//! Meanwhile one thread writes a MARK every 5 ms (so every blocked read has something to
+//! Meanwhile one thread writes a MARK every 2 ms (so every blocked read has something to
 //! return), another sends SIGUSR1 to random workers (handler with and without SA_RESTART, in
 //! turns), and a watchdog reports any call that has not returned within 10 s, with the thread's
-//! kernel stack.
+//! kernel stack. ENABLE and DISABLE go through at most once every two seconds (STATUS instead).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -255,23 +255,44 @@ const PTRS: [Ptr; 11] = [
     Ptr::Straddle,
 ];
 
+/// Memory the threads share: none of it writable, so no thread's bytes can change under
+/// another's parse.
 struct Mem {
     ro: Mapping,
     none: Mapping,
+}
+
+/// A thread's own memory: 8 MiB and a page, each followed by an inaccessible page.
+struct Own {
+    buf: Mapping,
     straddle: Mapping,
 }
 
+impl Own {
+    fn new() -> Result<Own, String> {
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let buf = Mapping::new(VALID_LEN + 4096, rw)?;
+        let straddle = Mapping::new(8192, rw)?;
+        // SAFETY: The last page of each of our own mappings.
+        unsafe {
+            libc::mprotect(buf.ptr.add(VALID_LEN).cast(), 4096, libc::PROT_NONE);
+            libc::mprotect(straddle.ptr.add(4096).cast(), 4096, libc::PROT_NONE);
+        }
+        Ok(Own { buf, straddle })
+    }
+}
+
 /// A pointer of kind `p`: (address, bytes writable from it, bytes readable from it).
-fn pointer(p: Ptr, own: &Mapping, mem: &Mem, rng: &mut Rng) -> (usize, usize, usize) {
+fn pointer(p: Ptr, own: &Own, mem: &Mem, rng: &mut Rng) -> (usize, usize, usize) {
     match p {
-        Ptr::Valid => (own.addr(), VALID_LEN, VALID_LEN),
+        Ptr::Valid => (own.buf.addr(), VALID_LEN, VALID_LEN),
         Ptr::Misaligned => {
             let off = rng.range(1, 7) as usize;
-            (own.addr() + off, VALID_LEN - off, VALID_LEN - off)
+            (own.buf.addr() + off, VALID_LEN - off, VALID_LEN - off)
         }
         Ptr::Straddle => {
             let room = rng.range(1, 4096) as usize;
-            (mem.straddle.addr() + 4096 - room, room, room)
+            (own.straddle.addr() + 4096 - room, room, room)
         }
         Ptr::ReadOnly => (mem.ro.addr() + 8 * rng.below(512) as usize, 0, 4096),
         Ptr::NoAccess => (mem.none.addr() + 8 * rng.below(512) as usize, 0, 0),
@@ -302,6 +323,9 @@ struct Worker {
 
 struct Shared {
     t0: Instant,
+    /// When the last ENABLE or DISABLE went through (ms since the start, plus one), and how many.
+    last_toggle: AtomicU64,
+    toggles: AtomicU64,
     calls: AtomicU64,
     by_kind: Mutex<BTreeMap<(Kind, String), u64>>,
     violations: AtomicU64,
@@ -312,6 +336,28 @@ struct Shared {
 impl Shared {
     fn now_ms(&self) -> u64 {
         self.t0.elapsed().as_millis() as u64
+    }
+
+    /// ENABLE and DISABLE at most once every two seconds (else STATUS): each re-registers every
+    /// hook of the module, which is slow under emulation and patches kernel text, and QEMU's
+    /// multi-threaded TCG can fault on text being patched (see `t_adv_cycles`).
+    fn toggle_or_status(&self, cmd: u32) -> u32 {
+        if cmd != abi::TCPLOG_IOC_ENABLE && cmd != abi::TCPLOG_IOC_DISABLE {
+            return cmd;
+        }
+        let now = self.now_ms() + 1;
+        let last = self.last_toggle.load(Ordering::Relaxed);
+        if (last == 0 || now - last >= 2000)
+            && self
+                .last_toggle
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.toggles.fetch_add(1, Ordering::Relaxed);
+            cmd
+        } else {
+            abi::TCPLOG_IOC_STATUS
+        }
     }
 
     fn violation(&self, what: &str, why: &str) {
@@ -352,7 +398,9 @@ fn random_open_flags(rng: &mut Rng) -> i32 {
         libc::O_RDWR,
         libc::O_WRONLY,
     ]);
-    mode | if rng.percent(50) { libc::O_NONBLOCK } else { 0 }
+    // Mostly non-blocking: blocking reads of one descriptor queue behind each other, each
+    // waiting for the next record, and a fifth of them is enough to keep that path busy.
+    mode | if rng.percent(80) { libc::O_NONBLOCK } else { 0 }
 }
 
 /// Opens a descriptor with random flags at `fd`'s number, replacing what was there.
@@ -372,18 +420,14 @@ fn fuzz_main(seed: u64, calls: u64, threads: usize) -> Result<(), String> {
     let mem = Arc::new(Mem {
         ro: Mapping::new(64 << 10, libc::PROT_READ)?,
         none: Mapping::new(64 << 10, libc::PROT_NONE)?,
-        straddle: {
-            let m = Mapping::new(8192, libc::PROT_READ | libc::PROT_WRITE)?;
-            // SAFETY: The second page of our own mapping.
-            unsafe { libc::mprotect(m.ptr.add(4096).cast(), 4096, libc::PROT_NONE) };
-            m
-        },
     });
     for k in 0..SLOTS {
         reopen(SLOT_BASE + k, &mut rng).map_err(|e| format!("open: {}", errno_name(e)))?;
     }
     let shared = Arc::new(Shared {
         t0: Instant::now(),
+        last_toggle: AtomicU64::new(0),
+        toggles: AtomicU64::new(0),
         calls: AtomicU64::new(0),
         by_kind: Mutex::new(BTreeMap::new()),
         violations: AtomicU64::new(0),
@@ -407,7 +451,7 @@ fn fuzz_main(seed: u64, calls: u64, threads: usize) -> Result<(), String> {
             shared.workers[w]
                 .tid
                 .store(adv::gettid(), Ordering::Relaxed);
-            let own = match Mapping::new(VALID_LEN + 4096, libc::PROT_READ | libc::PROT_WRITE) {
+            let own = match Own::new() {
                 Ok(m) => m,
                 Err(e) => {
                     shared.violation("setup", &e);
@@ -415,15 +459,13 @@ fn fuzz_main(seed: u64, calls: u64, threads: usize) -> Result<(), String> {
                     return;
                 }
             };
-            // SAFETY: The guard page at the end of our own mapping.
-            unsafe { libc::mprotect(own.ptr.add(VALID_LEN).cast(), 4096, libc::PROT_NONE) };
             for _ in 0..per_thread {
                 one_call(&shared, w, &own, &mem, &mut rng);
             }
             shared.workers[w].done.store(true, Ordering::Relaxed);
         }));
     }
-    // The ticker: a record every 5 ms, so that blocked reads always have something coming.
+    // The ticker: a record every 2 ms, so that blocked reads always have something coming.
     let ticker = {
         let shared = shared.clone();
         thread::spawn(move || {
@@ -438,7 +480,7 @@ fn fuzz_main(seed: u64, calls: u64, threads: usize) -> Result<(), String> {
                 };
                 // SAFETY: A valid `Mark`.
                 unsafe { libc::ioctl(fd, abi::TCPLOG_IOC_MARK as _, &mut m) };
-                thread::sleep(Duration::from_millis(5));
+                thread::sleep(Duration::from_millis(2));
             }
             // SAFETY: Our descriptor.
             unsafe { libc::close(fd) };
@@ -525,8 +567,9 @@ fn fuzz_main(seed: u64, calls: u64, threads: usize) -> Result<(), String> {
         .filter(|w| w.stuck.load(Ordering::Relaxed))
         .count();
     say(&format!(
-        "done calls={} threads={threads} signals={signals} violations={} stuck={stuck}",
+        "done calls={} threads={threads} signals={signals} enable/disable={} violations={} stuck={stuck}",
         shared.calls.load(Ordering::Relaxed),
+        shared.toggles.load(Ordering::Relaxed),
         shared.violations.load(Ordering::Relaxed)
     ));
     Ok(())
@@ -566,7 +609,7 @@ const READ_LENS: [usize; 19] = [
     12345,
 ];
 
-fn one_call(sh: &Shared, w: usize, own: &Mapping, mem: &Mem, rng: &mut Rng) {
+fn one_call(sh: &Shared, w: usize, own: &Own, mem: &Mem, rng: &mut Rng) {
     let kind = pick_kind(rng);
     let fd = slot_fd(rng);
     let worker = &sh.workers[w];
@@ -665,6 +708,7 @@ fn one_call(sh: &Shared, w: usize, own: &Mapping, mem: &Mem, rng: &mut Rng) {
                 }
                 _ => other_cmd(rng),
             };
+            let cmd = sh.toggle_or_status(cmd);
             let p = rng.pick(&PTRS);
             let (mut addr, writable, readable) = pointer(p, own, mem, rng);
             if p == Ptr::Valid || p == Ptr::Misaligned {
@@ -786,7 +830,11 @@ fn one_call(sh: &Shared, w: usize, own: &Mapping, mem: &Mem, rng: &mut Rng) {
             // should not exist is removed at once.
             let rc = unsafe {
                 match kind {
-                    Kind::Write => ret(libc::write(fd, own.ptr.cast(), rng.below(4096) as usize)),
+                    Kind::Write => ret(libc::write(
+                        fd,
+                        own.buf.ptr.cast(),
+                        rng.below(4096) as usize,
+                    )),
                     Kind::Lseek => {
                         ret(libc::lseek(fd, rng.below(1000) as i64, libc::SEEK_SET) as isize)
                     }

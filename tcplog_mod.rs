@@ -88,6 +88,8 @@ mod summary;
 mod table;
 #[path = "module/tcp_state.rs"]
 mod tcp_state;
+#[path = "module/timer.rs"]
+mod timer;
 #[path = "module/worker.rs"]
 mod worker;
 

@@ -70,7 +70,7 @@ void tcplog_work_setup(struct delayed_work *dwork, void (*fn)(struct work_struct
 
 bool tcplog_work_queue(struct delayed_work *dwork, unsigned int msecs)
 {
-	return mod_delayed_work(system_wq, dwork, msecs_to_jiffies(msecs));
+	return mod_delayed_work(system_dfl_wq, dwork, msecs_to_jiffies(msecs));
 }
 
 u64 tcplog_current_cgroup_id(void)

@@ -54,7 +54,7 @@ impl Armed {
         self.probe::<socket_ops::Accept>(log)?;
         self.probe::<socket_ops::Connect>(log)?;
         self.probe::<socket_ops::DgramConnect>(log)?;
-        self.probe::<socket_ops::Autobind>(log)?;
+        self.probe::<socket_ops::Send>(log)?;
         self.probe::<socket_ops::Release>(log)?;
         let optional: [fn(&mut Self, &Arc<Log>) -> Result; 5] = [
             Self::probe::<socket_ops::MptcpBind>,

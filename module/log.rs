@@ -28,19 +28,38 @@ use crate::identity::Identity;
 use crate::keys::HashKeys;
 use crate::limits::Limits;
 use crate::mptcp::Mptcp;
+use crate::timer::Timer;
 use crate::worker::Worker;
 use crate::packet_log::PacketLog;
 use crate::ring::{Cursor, ReadError, Ring};
 use crate::rules::Rules;
 
+/// Readers are woken when this many bytes of records wait unannounced...
+const WAKE_BYTES: usize = 32 * 1024;
+/// ...or this long after the first of them: a lone record is never stranded.
+const WAKE_DELAY_MS: u32 = 10;
+
+/// The ring, and what its readers have not been woken for yet.
+struct Buffered {
+    ring: Ring,
+    /// Bytes produced since readers were last woken.
+    unannounced: usize,
+    /// The wake timer is armed.
+    timer_armed: bool,
+}
+
 /// The state every hook and every reader shares.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Log {
     #[pin]
-    ring: SpinLockIrq<Ring>,
-    /// Signalled after every record produced.
+    ring: SpinLockIrq<Buffered>,
+    /// Signalled when records wait: every [`WAKE_BYTES`] or [`WAKE_DELAY_MS`] after the first,
+    /// whichever comes first, so that a busy log wakes a reader for batches, not per record.
     #[pin]
     readable: PollCondVar,
+    /// Wakes readers for records that wait unannounced.
+    #[pin]
+    wake_timer: Timer,
     /// Serialises configuration changes.
     #[pin]
     config_lock: Mutex<()>,
@@ -93,8 +112,16 @@ impl Log {
         let cfg = abi::Config::DEFAULT;
         Arc::pin_init(
             try_pin_init!(Log {
-                ring <- new_spinlock_irq!(ring, "tcplog_ring"),
+                ring <- new_spinlock_irq!(
+                    Buffered {
+                        ring,
+                        unannounced: 0,
+                        timer_armed: false,
+                    },
+                    "tcplog_ring"
+                ),
                 readable <- new_poll_condvar!("tcplog_readable"),
+                wake_timer <- Timer::new(wake_timer),
                 config_lock <- new_mutex!((), "tcplog_config"),
                 keys,
                 conns <- conns,
@@ -138,9 +165,34 @@ impl Log {
     }
 
     fn emit_inner(&self, rtype: u16, parts: &[&[u8]], at: Option<Stamp>) {
-        if self.ring.lock().push_at(rtype, parts, at).is_err() {
-            self.dropped.add(1, Relaxed);
-            return;
+        let (wake_now, arm) = {
+            let mut b = self.ring.lock();
+            if b.ring.push_at(rtype, parts, at).is_err() {
+                drop(b);
+                self.dropped.add(1, Relaxed);
+                return;
+            }
+            b.unannounced += parts.iter().map(|p| p.len()).sum::<usize>();
+            if b.unannounced >= WAKE_BYTES {
+                b.unannounced = 0;
+                (true, false)
+            } else {
+                (false, !core::mem::replace(&mut b.timer_armed, true))
+            }
+        };
+        if wake_now {
+            self.readable.notify_all();
+        } else if arm {
+            self.wake_timer.arm(WAKE_DELAY_MS);
+        }
+    }
+
+    /// Wakes readers for whatever waits (the wake timer's work).
+    fn wake_readers(&self) {
+        {
+            let mut b = self.ring.lock();
+            b.unannounced = 0;
+            b.timer_armed = false;
         }
         self.readable.notify_all();
     }
@@ -276,7 +328,7 @@ impl Log {
     /// Discards everything buffered; returns the bytes discarded. Always audited.
     pub(crate) fn flush(&self, who: &Identity) -> u64 {
         let _guard = self.config_lock.lock();
-        let flushed = self.ring.lock().flush();
+        let flushed = self.ring.lock().ring.flush();
         self.emit_config(config_item::FLUSH, flushed.records, flushed.bytes, who);
         flushed.bytes
     }
@@ -348,7 +400,7 @@ impl Log {
 
     /// The module's state; `probes_missed` comes from the hooks, which the log does not own.
     pub(crate) fn status(&self, probes_missed: u64) -> abi::Status {
-        let s = self.ring.lock().stats();
+        let s = self.ring.lock().ring.stats();
         let (conn_table_size, conns_tracked, conns_untracked) = self.conns.counts();
         let (flow_table_size, flows_tracked, flows_untracked, flows_evicted) = self.flows.counts();
         abi::Status {
@@ -387,7 +439,7 @@ impl Log {
 
     /// A cursor at the oldest record held: where a new reader starts.
     pub(crate) fn oldest(&self) -> Cursor {
-        self.ring.lock().oldest()
+        self.ring.lock().ring.oldest()
     }
 
     pub(crate) fn reader_opened(&self) {
@@ -399,23 +451,23 @@ impl Log {
     }
 
     pub(crate) fn newest(&self) -> Cursor {
-        self.ring.lock().newest()
+        self.ring.lock().ring.newest()
     }
 
     pub(crate) fn available(&self, cur: Cursor) -> u64 {
-        self.ring.lock().available(cur)
+        self.ring.lock().ring.available(cur)
     }
 
     pub(crate) fn read(&self, cur: Cursor, out: &mut [u8]) -> Result<(usize, Cursor), ReadError> {
-        self.ring.lock().read(cur, out)
+        self.ring.lock().ring.read(cur, out)
     }
 
     /// Sleeps until a reader at `seq` has something to read. Returns `ERESTARTSYS` if a signal
     /// arrived first (the sleep is interruptible: any signal, SIGKILL included, ends it).
     pub(crate) fn wait_readable(&self, seq: u64) -> Result {
-        let mut ring = self.ring.lock();
-        while !ring.readable(seq) {
-            if self.readable.wait_interruptible(&mut ring) {
+        let mut b = self.ring.lock();
+        while !b.ring.readable(seq) {
+            if self.readable.wait_interruptible(&mut b) {
                 return Err(ERESTARTSYS);
             }
         }
@@ -424,7 +476,7 @@ impl Log {
 
     /// Whether a reader at `seq` has something to read.
     pub(crate) fn readable(&self, seq: u64) -> bool {
-        self.ring.lock().readable(seq)
+        self.ring.lock().ring.readable(seq)
     }
 
     pub(crate) fn poll_wait(
@@ -445,5 +497,19 @@ impl PinnedDrop for Log {
         self.worker.shutdown();
         self.packets.shutdown(&self);
         self.mptcp.drop_closed();
+        // Last: the others above may have produced records, arming it.
+        self.wake_timer.shutdown();
     }
+}
+
+/// The wake timer.
+///
+/// # Safety
+///
+/// Called by the timer core with the `wake_timer` of a live `Log`.
+unsafe extern "C" fn wake_timer(t: *mut crate::bindings::timer_list) {
+    // SAFETY: The timer is the `wake_timer` field of a `Log` (`Timer` is laid out as its
+    // `timer_list`), which lives until the timer is shut down.
+    let log = unsafe { &*kernel::container_of!(t.cast::<Timer>(), Log, wake_timer) };
+    log.wake_readers();
 }

@@ -17,14 +17,14 @@ use kernel::{
         atomic::{ordering::Relaxed, Atomic},
         SpinLockIrq,
     },
-    types::Opaque,
 };
 
 use crate::abi::{self, action, PacketBody, Pod, PKF_BODY, PKF_NO_HEADER, PKF_TRUNCATED};
-use crate::bindings::{self, timer_list};
+use crate::bindings::timer_list;
 use crate::clock::Stamp;
 use crate::log::Log;
 use crate::parse::{PacketBytes, Parsed};
+use crate::timer::Timer;
 
 /// Room for a packet's bytes in a record.
 const MAX_DATA: usize =
@@ -124,21 +124,15 @@ pub(crate) struct Seen {
 }
 
 /// Packet records and their repeat collapse.
-#[pin_data(PinnedDrop)]
+#[pin_data]
 pub(crate) struct PacketLog {
     #[pin]
     pending: SpinLockIrq<Pending>,
     /// Writes the waiting record when no repeat came in time.
     #[pin]
-    timer: Opaque<timer_list>,
+    timer: Timer,
     repeated: Atomic<u64>,
 }
-
-// SAFETY: The timer is only touched through the timer API, which synchronises itself; the rest
-// is behind a spinlock or atomic.
-unsafe impl Send for PacketLog {}
-// SAFETY: As above.
-unsafe impl Sync for PacketLog {}
 
 impl PacketLog {
     pub(crate) fn new() -> Result<impl PinInit<Self, Error>> {
@@ -149,11 +143,7 @@ impl PacketLog {
         };
         Ok(try_pin_init!(PacketLog {
             pending <- new_spinlock_irq!(pending, "tcplog_pending"),
-            // SAFETY: `slot` is valid for the timer to be set up in; it is pinned, and the timer
-            // is shut down (in `shutdown`, and again in `PinnedDrop`) before the memory goes.
-            timer <- Opaque::ffi_init(|slot| unsafe {
-                bindings::tcplog_timer_setup(slot, Some(pending_timer))
-            }),
+            timer <- Timer::new(pending_timer),
             repeated: Atomic::new(0),
         }))
     }
@@ -232,9 +222,7 @@ impl PacketLog {
         core::mem::swap(&mut pend.held, &mut pend.next);
         pend.waiting = true;
         drop(pending);
-        // SAFETY: The timer was set up in `new` and is pinned in `self`. After `shutdown` it
-        // stays inactive: `mod_timer` on a shut-down timer does nothing.
-        unsafe { bindings::tcplog_timer_arm(self.timer.get(), REPEAT_WINDOW_MS) };
+        self.timer.arm(REPEAT_WINDOW_MS);
     }
 
     /// Writes the waiting record now, if any.
@@ -248,19 +236,8 @@ impl PacketLog {
     /// Stops the timer for good and waits for a running callback; writes the waiting record.
     /// Called once nothing arms the timer anymore (the hooks are unregistered).
     pub(crate) fn shutdown(&self, log: &Log) {
-        // SAFETY: The timer was set up in `new`. Shutting it down waits for a running callback
-        // and keeps it from being armed again.
-        unsafe { bindings::timer_shutdown_sync(self.timer.get()) };
+        self.timer.shutdown();
         self.flush(log);
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for PacketLog {
-    fn drop(self: Pin<&mut Self>) {
-        // SAFETY: The timer was set up in `new`; it is normally shut down already, and shutting
-        // it down again is harmless. Either way it cannot run once this returns.
-        unsafe { bindings::timer_shutdown_sync(self.timer.get()) };
     }
 }
 
@@ -271,10 +248,11 @@ impl PinnedDrop for PacketLog {
 /// Called by the timer core with the timer of a live `PacketLog`, itself the `packets` field of
 /// a live `Log`.
 unsafe extern "C" fn pending_timer(t: *mut timer_list) {
-    // SAFETY: The timer is the `timer` field of a `PacketLog` (`Opaque<T>` is laid out as `T`),
-    // which is the `packets` field of a `Log`; both live until the timer is shut down.
+    // SAFETY: The timer is the `timer` field of a `PacketLog` (`Timer` is laid out as its
+    // `timer_list`), which is the `packets` field of a `Log`; both live until the timer is shut
+    // down.
     let log = unsafe {
-        let packets = kernel::container_of!(t.cast::<Opaque<timer_list>>(), PacketLog, timer);
+        let packets = kernel::container_of!(t.cast::<Timer>(), PacketLog, timer);
         &*kernel::container_of!(packets, Log, packets)
     };
     log.packets.flush(log);

@@ -218,7 +218,6 @@ fn skip_exthdrs<P: PacketBytes + ?Sized>(
 #[kunit_tests(tcplog_parse)]
 mod tests {
     use super::*;
-    use kernel::prelude::*;
 
     /// An IPv4 header of `total` bytes, IHL 5, protocol `proto`, 10.0.0.1 -> 10.0.0.2.
     fn v4(total: u16, proto: u8) -> [u8; 20] {

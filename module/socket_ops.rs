@@ -106,26 +106,37 @@ unsafe fn again<'a>(addr: usize) -> Option<Sock<'a>> {
     unsafe { Sock::from_ptr(addr as *const sock) }
 }
 
-/// `security_socket_post_create(sock, family, type, protocol, kern)`: a socket was made.
+/// `inet_create(net, sock, protocol, kern)`, `inet6_create(...)`: a socket was made, if it
+/// returns 0. (The LSM hook that follows a create exists only in kernels built with
+/// `CONFIG_SECURITY`; these are always there.)
 pub(crate) struct Create;
 
 impl Hook for Create {
-    const SYMBOLS: &'static [&'static kernel::str::CStr] = &[c"security_socket_post_create"];
-    const HAS_EXIT: bool = false;
-    type Data = ();
+    const SYMBOLS: &'static [&'static kernel::str::CStr] = &[c"inet_create", c"inet6_create"];
+    const HAS_EXIT: bool = true;
+    /// The socket being made.
+    type Data = usize;
 
-    fn entry(log: &Log, regs: &Regs<'_>, _unit: &mut ()) -> bool {
-        if !log.enabled() || regs.arg_int(4) != 0 {
-            return false; // The kernel's own sockets are not any process's activity.
+    fn entry(log: &Log, regs: &Regs<'_>, sock: &mut usize) -> bool {
+        // The kernel's own sockets are not any process's activity.
+        if !log.enabled() || regs.arg_int(3) != 0 {
+            return false;
         }
-        // SAFETY: Argument 0 is the socket being created, held by the creator.
-        let sk = unsafe { socket_arg(regs, 0) };
+        *sock = regs.arg(1);
+        true
+    }
+
+    fn exit(log: &Log, regs: &Regs<'_>, sock: &usize) {
+        if regs.ret_int() != 0 {
+            return;
+        }
+        // SAFETY: The socket being made, held by the creator; on success it has its sock.
+        let sk = unsafe { Sock::of_socket(*sock as *const socket) };
         if let Some((inet, op)) = user_socket(sk, op::TCP_CREATE, op::UDP_CREATE) {
             if log.wants(op) {
                 events::emit(log, op, &inet.info(&log.keys), 0, 0, &Who::process());
             }
         }
-        false
     }
 }
 
@@ -136,6 +147,8 @@ pub(crate) struct Call {
     sk: usize,
     req: Endpoint,
     start: u64,
+    /// The socket had no local port when the call began.
+    was_unbound: bool,
 }
 
 /// `inet_bind(sock, uaddr, addr_len)`, `inet6_bind(...)`. A failed bind reports the endpoint
@@ -350,7 +363,8 @@ impl Hook for Connect {
     }
 }
 
-/// `inet_dgram_connect(sock, uaddr, addr_len, flags)`: UDP connect.
+/// `inet_dgram_connect(sock, uaddr, addr_len, flags)`: UDP connect. Connecting an unbound
+/// socket binds it first: reported as an implicit bind, before the connect.
 pub(crate) struct DgramConnect;
 
 impl Hook for DgramConnect {
@@ -364,16 +378,20 @@ impl Hook for DgramConnect {
         let Some((inet, op)) = user_socket(sk, 0, op::UDP_CONNECT) else {
             return false;
         };
-        if !log.wants(op) {
+        if !log.wants(op) && !log.wants(op::UDP_BIND) {
             return false;
         }
         call.sk = inet.sock().addr();
+        call.was_unbound = inet.bound_port() == 0;
         // SAFETY: Argument 1 is the kernel's copy of the address, of argument 2's length.
         call.req = unsafe { endpoint(regs.arg(1), regs.arg_int(2)) };
         true
     }
 
     fn exit(log: &Log, regs: &Regs<'_>, call: &Call) {
+        if call.was_unbound && log.wants(op::UDP_BIND) {
+            implicit_bind(log, call.sk);
+        }
         // SAFETY: As for `Bind::exit`.
         let sk = unsafe { again(call.sk) };
         let Some((inet, op)) = user_socket(sk, 0, op::UDP_CONNECT) else {
@@ -389,21 +407,23 @@ impl Hook for DgramConnect {
     }
 }
 
-/// `inet_autobind(sk)`: a send or connect binds an unbound UDP socket to an ephemeral port
-/// (inetsock's dynamic bind), reported as an implicit bind. Called only for unbound sockets,
-/// so the probe costs other sends nothing.
-pub(crate) struct Autobind;
+/// `inet_sendmsg(sock, msg, size)`, `inet6_sendmsg(...)`: a send on an unbound UDP socket
+/// binds it to an ephemeral port first (inetsock's dynamic bind), reported as an implicit bind.
+/// (The function that binds, `inet_autobind`, is static and may be inlined; these are always
+/// called through the socket's operations, never inlined.) Only unbound UDP sockets get a
+/// return handler, so other sends cost the entry check alone.
+pub(crate) struct Send;
 
-impl Hook for Autobind {
-    const SYMBOLS: &'static [&'static kernel::str::CStr] = &[c"inet_autobind"];
+impl Hook for Send {
+    const SYMBOLS: &'static [&'static kernel::str::CStr] = &[c"inet_sendmsg", c"inet6_sendmsg"];
     const HAS_EXIT: bool = true;
     type Data = Call;
 
     fn entry(log: &Log, regs: &Regs<'_>, call: &mut Call) -> bool {
-        // SAFETY: Argument 0 is the sock being bound, held by the caller.
-        let sk = unsafe { Sock::from_ptr(regs.arg(0) as *const sock) };
+        // SAFETY: Argument 0 is the socket sent on, held by the caller.
+        let sk = unsafe { socket_arg(regs, 0) };
         match user_socket(sk, 0, op::UDP_BIND) {
-            Some((inet, op)) if log.wants(op) => {
+            Some((inet, op)) if inet.bound_port() == 0 && log.wants(op) => {
                 call.sk = inet.sock().addr();
                 true
             }
@@ -411,13 +431,17 @@ impl Hook for Autobind {
         }
     }
 
-    fn exit(log: &Log, regs: &Regs<'_>, call: &Call) {
-        // SAFETY: As for `Bind::exit`.
-        let sk = unsafe { again(call.sk) };
-        let Some((inet, op)) = user_socket(sk, 0, op::UDP_BIND) else {
-            return;
-        };
-        if regs.ret_int() == 0 && inet.bound_port() != 0 {
+    fn exit(log: &Log, _regs: &Regs<'_>, call: &Call) {
+        implicit_bind(log, call.sk);
+    }
+}
+
+/// Reports an implicit bind if the UDP socket at `sk`, unbound when a call began, is bound now.
+fn implicit_bind(log: &Log, sk: usize) {
+    // SAFETY: As for `Bind::exit`.
+    let sk = unsafe { again(sk) };
+    if let Some((inet, op)) = user_socket(sk, 0, op::UDP_BIND) {
+        if inet.bound_port() != 0 {
             let info = inet.info(&log.keys);
             events::emit(log, op, &info, 0, abi::EVF_IMPLICIT, &Who::process());
         }

@@ -247,7 +247,6 @@ impl<K: Copy + Default + PartialEq, V: Copy + Default> Table<K, V> {
 #[kunit_tests(tcplog_table)]
 mod tests {
     use super::*;
-    use kernel::prelude::*;
 
     fn h(k: u32) -> u64 {
         // Deliberately colliding: every key lands in one of four buckets' worth of hashes.

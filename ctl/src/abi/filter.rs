@@ -259,7 +259,9 @@ impl Filter {
             && self.uids[nu..].iter().all(|&v| v == 0)
             && self.pids[ni..].iter().all(|&v| v == 0)
             && self.netns[nn..].iter().all(|&v| v == 0)
-            && self.cgroups[self.n_cgroups as usize..].iter().all(|&v| v == 0)
+            && self.cgroups[self.n_cgroups as usize..]
+                .iter()
+                .all(|&v| v == 0)
             && self.comms[..nc]
                 .iter()
                 .all(|c| c[COMM_LEN - 1] == 0 && c[0] != 0)

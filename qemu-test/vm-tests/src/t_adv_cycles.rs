@@ -7,11 +7,13 @@
 //! unloaded at once, traffic still flowing: every rmmod must succeed, and the kernel must report
 //! nothing.
 //!
-//! Under QEMU's multi-threaded TCG (two vCPUs on two host threads) this can end in
-//! `Oops: int3` at a jump-label site (a tracepoint's or a netfilter hook's static key) while
-//! insmod or rmmod patches it: the same oops comes without tcplog ever loaded, from kretprobes
-//! and tracepoints switched on and off through tracefs under the same traffic, and neither
-//! comes with `-accel tcg,thread=single`. So this test runs last of the adversarial ones.
+//! Under QEMU's multi-threaded TCG (two vCPUs on two host threads) this ends, within tens of
+//! cycles, in `Oops: int3` at a jump-label or fentry site that insmod or rmmod is patching (a
+//! tracepoint's or a netfilter hook's static key, a probed function's entry): the same oops comes
+//! without tcplog ever loaded, from kretprobes and tracepoints switched on and off through tracefs
+//! under the same traffic, and neither comes with `TCPLOG_VM_ACCEL=tcg,thread=single` (100
+//! cycles took 350 s there). So this test runs last of the adversarial ones; `tlvm_cycles=N` on
+//! the kernel command line runs fewer cycles.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};

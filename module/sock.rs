@@ -289,6 +289,7 @@ impl<'a> TcpSock<'a> {
             };
             let min_rtt = rd!((*tp).rtt_min.s[0].v);
             TcpStats {
+                fin_received,
                 min_rtt_us: if min_rtt == u32::MAX { 0 } else { min_rtt },
                 delivery_rate,
                 busy_us: chrono.iter().sum(),
@@ -336,6 +337,8 @@ pub(crate) struct TcpStats {
     pub(crate) seq_sent: u64,
     /// Everything queued has been sent (`snd_nxt == write_seq`): a FIN queued has gone out.
     pub(crate) all_sent: bool,
+    /// The peer's FIN has arrived (`SOCK_DONE`).
+    pub(crate) fin_received: bool,
     pub(crate) bytes_received: u64,
     pub(crate) segs_in: u32,
     pub(crate) segs_out: u32,

@@ -327,8 +327,18 @@ impl Hook for Connect {
         let asking = err == kernel::bindings::EALREADY as i32 || err == kernel::bindings::EISCONN as i32;
         let in_progress = err == kernel::bindings::EINPROGRESS as i32 || interrupted;
         let outcome = log.conns.update_or_remove(call.sk, |c| match c {
-            Some(c) if asking && c.in_progress_reported => (Outcome::Asked, false),
-            Some(c) if in_progress && c.established => (Outcome::Established, false),
+            // Once an in-progress connect was reported, later calls only ask about it: with
+            // EALREADY, EISCONN, or 0 once it is established (io_uring's retry gets 0).
+            Some(c)
+                if c.in_progress_reported
+                    && (asking || (err == 0 && c.established && !c.async_connect)) =>
+            {
+                (Outcome::Asked, false)
+            }
+            Some(c) if in_progress && c.established => {
+                c.in_progress_reported = true;
+                (Outcome::Established, false)
+            }
             Some(c) if in_progress => {
                 c.async_connect = true;
                 c.in_progress_reported = true;

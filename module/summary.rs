@@ -8,12 +8,16 @@ use crate::conns::{Closed, Conn};
 use crate::flows::{FlowCounts, FlowKey};
 use crate::log::Log;
 
-/// How a connection ended, from what was seen and its final error.
+/// How a connection ended, from what was seen and its final error. A reset this side sends
+/// sets its own error to ECONNRESET too (`tcp_disconnect`), so a reset seen going out wins over
+/// that error; one seen coming in wins over both.
 fn close_reason(rst_received: bool, rst_sent: bool, err: i32) -> u8 {
-    if rst_received || err == kernel::bindings::ECONNRESET as i32 {
+    if rst_received {
         close::RST_RECEIVED
     } else if rst_sent {
         close::RST_SENT
+    } else if err == kernel::bindings::ECONNRESET as i32 {
+        close::RST_RECEIVED
     } else if err != 0 {
         close::TIMEOUT
     } else {

@@ -285,12 +285,16 @@ enum AtClose {
 
 fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
     let key = tcp.sock().addr();
+    let stats = tcp.stats();
     let closed = Closed {
         end_boot: clock::boot_ns(),
         info: tcp.inet().info(&log.keys),
-        stats: tcp.stats(),
+        stats,
         err: tcp.sock().error(),
-        fin_wait2: old == TCP_FIN_WAIT2,
+        // A socket leaves FIN_WAIT2 for CLOSE either when the peer's FIN came (it goes on as a
+        // TIME_WAIT remnant after acknowledging it) or retired before it came: only the latter
+        // leaves the peer's FIN and the last ACK out.
+        fin_wait2: old == TCP_FIN_WAIT2 && !stats.fin_received,
     };
     let what = log.conns.update_or_remove(key, |c| match c {
         Some(c) if c.established => {

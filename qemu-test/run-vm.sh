@@ -3,7 +3,11 @@
 #
 # Usage: qemu-test/run-vm.sh test [FILTER]   run the in-VM suite (or the tests matching FILTER)
 #        qemu-test/run-vm.sh demo            the demonstration README's main command shows
-#        qemu-test/run-vm.sh bench           the benchmarks (numbers, not verdicts)
+#        qemu-test/run-vm.sh bench [WORDS]   the benchmarks (numbers, not verdicts); WORDS, joined
+#                                            by commas: quick (fewer rounds), and the sections to
+#                                            run (ring, churn, churn2, bulk, memory; all by default)
+#        qemu-test/run-vm.sh profile [WORDS] where the time goes (perf) in churn and bulk with
+#                                            tcplog enabled; WORDS: quick, churn, bulk
 #        qemu-test/run-vm.sh shell           an interactive shell in the VM (serial console)
 #
 # The console streams to stdout. In test mode the suite's results come back over a second serial
@@ -22,6 +26,12 @@ kenv=$("$repo/scripts/build.sh" | sed -n 's/^KENV=//p')
 . "$kenv"
 mkdir -p "$out"
 "$repo/scripts/in-root.sh" "$kenv" sh /src/qemu-test/image/assemble.sh "$KVER" "$MODDIR_IN_ROOT" /src/qemu-test/out >&2
+# The benchmarks' and the profile's peers (bpftrace, perf) ride in an archive of their own, appended.
+case "$mode" in bench | profile)
+	"$repo/scripts/in-root.sh" "$kenv" sh /src/qemu-test/image/peers.sh "/src/${out#"$repo"/}" >&2
+	cat "$out/peers.cpio.gz" >>"$out/initramfs.cpio.gz"
+	;;
+esac
 
 append="console=ttyS0 loglevel=4 panic=-1 tlvm_mode=$mode"
 [ -n "$filter" ] && append+=" tlvm_filter=$filter"
@@ -38,6 +48,12 @@ if [ "$mode" = shell ]; then
 	exec "${qemu[@]}" -serial mon:stdio
 fi
 qemu+=(-serial "file:$out/console.log" -serial "file:$out/results.log")
+# The benchmarks load the module with its largest ring and tables once, and take longer.
+case "$mode" in bench | profile)
+	qemu+=(-m 2048)
+	[ -n "${TCPLOG_VM_TIMEOUT:-}" ] || timeout_s=2400
+	;;
+esac
 
 start=$(date +%s)
 set +e
@@ -50,7 +66,7 @@ sleep 0.3
 set -e
 echo "[vm] QEMU ran for $(($(date +%s) - start)) s"
 
-if [ "$mode" = demo ] || [ "$mode" = bench ]; then
+if [ "$mode" = demo ] || [ "$mode" = bench ] || [ "$mode" = profile ]; then
 	grep -q '^tcplog-vm: done, status 0' "$out/console.log" || { echo "[vm] the $mode failed" >&2; exit 1; }
 	exit 0
 fi

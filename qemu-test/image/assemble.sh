@@ -10,8 +10,9 @@ OUT=$3
 stage=$OUT/initramfs
 rel=/src/target/buildroot/release
 
-# Kernel modules the tests need, from Debian's modules package, with their dependencies.
-MODULES="veth"
+# Kernel modules the tests need, from Debian's modules package, with their dependencies
+# (nf_conntrack and its netlink interface: the benchmarks' conntrack peer).
+MODULES="veth nf_conntrack_netlink"
 
 rm -rf "$stage"
 mkdir -p "$stage"
@@ -31,6 +32,10 @@ copy_bin "$rel/tcplog" /usr/bin/tcplog
 copy_bin "$rel/tcplog-vm-tests" /usr/bin/tcplog-vm-tests
 copy_bin /usr/bin/ip /usr/local/bin/ip
 copy_bin /usr/bin/tcpdump /usr/local/bin/tcpdump
+copy_bin /usr/sbin/conntrack /usr/local/bin/conntrack
+# Real programs for the tests of issue #10: curl (non-blocking connects, --mptcp) and socat.
+copy_bin /usr/bin/curl /usr/local/bin/curl
+copy_bin "$(readlink -f /usr/bin/socat)" /usr/local/bin/socat
 install -m 0644 /src/tcplog.ko lib/tcplog/tcplog.ko
 
 # busybox provides everything else; real tools in /usr/local/bin come first in PATH.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::control::{parse_mark_count, parse_snap_len};
+use crate::control::{parse_interim, parse_mark_count, parse_snap_len};
 use crate::criteria::CriteriaArgs;
 use crate::logfile::parse_size;
 use crate::output::Format;
@@ -21,8 +21,12 @@ pub struct OutputArgs {
     /// No header line (text and CSV).
     #[arg(long)]
     pub no_header: bool,
-    /// Only records of these types (repeatable): event, summary, packet, limit, config, mark,
-    /// lost. LOST records are always shown.
+    /// Text: separate address and port columns, wide enough for any IPv6 address (the default
+    /// sizes ADDR:PORT columns to the ends shown).
+    #[arg(long)]
+    pub wide: bool,
+    /// Only records of these types (repeatable): event, summary, interim, packet, limit, config,
+    /// mark, lost. LOST records are always shown.
     #[arg(long = "type", value_name = "TYPE")]
     pub types: Vec<String>,
     #[command(flatten)]
@@ -70,6 +74,8 @@ pub enum RulesAction {
 
 /// What `tcplog filter` does.
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum FilterAction {
     /// Replace the criteria: a record passes if, for every kind given, it matches one of them.
     Set(CriteriaArgs),
@@ -192,11 +198,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the open TCP connections being tracked now, with owner, age and live counters.
+    Conns {
+        /// Print JSON Lines: one object per connection.
+        #[arg(long)]
+        json: bool,
+        /// Separate address and port columns, wide enough for any IPv6 address.
+        #[arg(long)]
+        wide: bool,
+        #[command(flatten)]
+        criteria: CriteriaArgs,
+    },
     /// Show the configuration, or change it.
     Config {
         /// Bytes of packet payload kept in packet records.
         #[arg(long, value_parser = parse_snap_len, value_name = "BYTES")]
         snap_len: Option<u32>,
+        /// Write an INTERIM record for each open TCP connection every DURATION (60s, 5m, 1h;
+        /// whole seconds, at most a day); 0 or off for none.
+        #[arg(long, value_parser = parse_interim, value_name = "DURATION")]
+        interim: Option<u32>,
         /// Apply the packet rules to forwarded packets too.
         #[arg(long, value_enum)]
         forward: Option<OnOff>,
@@ -283,5 +304,27 @@ mod tests {
         assert!(e.to_string().contains("at most 4096"), "{e}");
         let e = Cli::try_parse_from(["tcplog", "mark", "--count", "0"]).unwrap_err();
         assert!(e.to_string().contains("1 to 65536"), "{e}");
+        let e = Cli::try_parse_from(["tcplog", "config", "--interim", "2d"]).unwrap_err();
+        assert!(e.to_string().contains("at most 86400 s"), "{e}");
+        let e = Cli::try_parse_from(["tcplog", "config", "--interim", "1500ms"]).unwrap_err();
+        assert!(e.to_string().contains("whole seconds"), "{e}");
+    }
+
+    #[test]
+    fn interim_durations() {
+        for (arg, want) in [
+            ("60s", 60),
+            ("2", 2),
+            ("5m", 300),
+            ("1h", 3600),
+            ("0", 0),
+            ("off", 0),
+        ] {
+            let cli = Cli::try_parse_from(["tcplog", "config", "--interim", arg]).unwrap();
+            let Command::Config { interim, .. } = cli.command else {
+                panic!()
+            };
+            assert_eq!(interim, Some(want), "{arg}");
+        }
     }
 }

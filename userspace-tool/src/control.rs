@@ -48,11 +48,12 @@ pub fn mark(path: &Path, value: u64, count: u32) -> Result<()> {
 pub struct ConfigChange {
     pub snap_len: Option<u32>,
     pub forward: Option<bool>,
+    pub interim_s: Option<u32>,
 }
 
 impl ConfigChange {
     fn is_empty(&self) -> bool {
-        self.snap_len.is_none() && self.forward.is_none()
+        self.snap_len.is_none() && self.forward.is_none() && self.interim_s.is_none()
     }
 }
 
@@ -63,6 +64,9 @@ pub fn config(path: &Path, change: &ConfigChange, json: bool, out: &mut dyn Writ
     if !change.is_empty() {
         if let Some(n) = change.snap_len {
             cfg.snap_len = n;
+        }
+        if let Some(n) = change.interim_s {
+            cfg.interim_s = n;
         }
         if let Some(on) = change.forward {
             cfg.options = if on {
@@ -80,14 +84,16 @@ pub fn config(path: &Path, change: &ConfigChange, json: bool, out: &mut dyn Writ
             "options": cfg.options,
             "snap_len": cfg.snap_len,
             "forward": cfg.options & abi::OPT_FORWARD != 0,
+            "interim_s": cfg.interim_s,
         }))
     } else {
         format!(
-            "event_mask          {:#x}\noptions             {:#x}\nsnap_len            {}\nforward             {}",
+            "event_mask          {:#x}\noptions             {:#x}\nsnap_len            {}\nforward             {}\ninterim             {}",
             cfg.event_mask,
             cfg.options,
             cfg.snap_len,
-            if cfg.options & abi::OPT_FORWARD != 0 { "on" } else { "off" }
+            if cfg.options & abi::OPT_FORWARD != 0 { "on" } else { "off" },
+            if cfg.interim_s == 0 { "off".to_owned() } else { format!("{}s", cfg.interim_s) }
         )
     };
     write_out(out, &text)
@@ -154,7 +160,12 @@ pub fn filter(
     if let Some(f) = new {
         dev.set_filter(&f)?;
     }
-    let crit = crate::criteria::describe(&dev.filter()?);
+    let f = dev.filter()?;
+    let mut cgroups = crate::cgroup::Cgroups::new(crate::cgroup::root());
+    for &id in &f.cgroups[..f.n_cgroups as usize] {
+        cgroups.learn(id);
+    }
+    let crit = crate::criteria::describe(&f, &|id| cgroups.path(id).map(<[u8]>::to_vec));
     let text = if json {
         to_line(&json!({ "criteria": crit }))
     } else if crit.is_empty() {
@@ -243,6 +254,28 @@ pub fn parse_snap_len(s: &str) -> std::result::Result<u32, String> {
         return Err(format!("at most {} bytes", abi::MAX_SNAP_LEN));
     }
     Ok(n)
+}
+
+/// A duration in whole seconds, at most a day: `60s`, `5m`, `1h`, a bare number of seconds, or
+/// `0`/`off` for none.
+pub fn parse_interim(s: &str) -> std::result::Result<u32, String> {
+    let secs = match s {
+        "0" | "off" => return Ok(0),
+        _ if s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<u64>().map_err(|_| format!("'{s}' is too long"))?
+        }
+        _ => {
+            let d = humantime::parse_duration(s).map_err(|e| format!("'{s}': {e}"))?;
+            if d.subsec_nanos() != 0 {
+                return Err(format!("'{s}': whole seconds only"));
+            }
+            d.as_secs()
+        }
+    };
+    if secs > u64::from(abi::MAX_INTERIM_S) {
+        return Err(format!("at most {} s (a day)", abi::MAX_INTERIM_S));
+    }
+    Ok(secs as u32)
 }
 
 pub fn parse_mark_count(s: &str) -> std::result::Result<u32, String> {

@@ -33,9 +33,15 @@ pub struct CriteriaArgs {
     /// inet or inet6 (repeatable).
     #[arg(long = "family")]
     pub families: Vec<String>,
-    /// tcp or udp (repeatable).
+    /// tcp, udp or mptcp (repeatable): mptcp is MPTCP sockets and connections, tcp the rest of
+    /// TCP (MPTCP's subflows included).
     #[arg(long = "proto")]
     pub protos: Vec<String>,
+    /// A cgroup (v2): its path under the cgroup2 mount (/system.slice/x.service), the
+    /// directory itself (/sys/fs/cgroup/...), or its id; records of processes in exactly that
+    /// cgroup (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH|ID")]
+    pub cgroups: Vec<OsString>,
 }
 
 fn too_many(what: &str, max: usize) -> String {
@@ -112,6 +118,15 @@ impl CriteriaArgs {
         check(self.pids.len(), abi::MAX_FILTER_IDS, "pid")?;
         check(self.comms.len(), abi::MAX_FILTER_COMMS, "comm")?;
         check(self.netns.len(), abi::MAX_FILTER_NETNS, "netns")?;
+        check(self.cgroups.len(), abi::MAX_FILTER_CGROUPS, "cgroup")?;
+        if !self.cgroups.is_empty() {
+            let root = crate::cgroup::root();
+            for (i, c) in self.cgroups.iter().enumerate() {
+                f.cgroups[i] = crate::cgroup::cgroup_id(&root, c)
+                    .map_err(|e| format!("--cgroup {}: {e}", escape::text(c.as_bytes())))?;
+            }
+            f.n_cgroups = self.cgroups.len() as u32;
+        }
         for (i, p) in self.ports.iter().enumerate() {
             f.ports[i] = parse_port_range(p).map_err(|e| format!("--port {p}: {e}"))?;
         }
@@ -148,7 +163,8 @@ impl CriteriaArgs {
             f.protocols |= match p.as_str() {
                 "tcp" => abi::PROTO_TCP,
                 "udp" => abi::PROTO_UDP,
-                _ => return Err(format!("--proto {p}: use tcp or udp")),
+                "mptcp" => abi::PROTO_MPTCP,
+                _ => return Err(format!("--proto {p}: use tcp, udp or mptcp")),
             };
         }
         debug_assert!(f.is_valid());
@@ -156,8 +172,9 @@ impl CriteriaArgs {
     }
 }
 
-/// The filter as `--option value` text, the way it would be set; empty for no criteria.
-pub fn describe(f: &Filter) -> Vec<String> {
+/// The filter as `--option value` text, the way it would be set; empty for no criteria. Cgroups
+/// are shown by path where `path` finds one (escaped), else by id.
+pub fn describe(f: &Filter, path: &dyn Fn(u64) -> Option<Vec<u8>>) -> Vec<String> {
     let mut out = Vec::new();
     for p in &f.ports[..f.n_ports as usize] {
         out.push(if p.lo == p.hi {
@@ -205,6 +222,17 @@ pub fn describe(f: &Filter) -> Vec<String> {
     if f.protocols & abi::PROTO_UDP != 0 {
         out.push("--proto udp".into());
     }
+    if f.protocols & abi::PROTO_MPTCP != 0 {
+        out.push("--proto mptcp".into());
+    }
+    out.extend(
+        f.cgroups[..f.n_cgroups as usize]
+            .iter()
+            .map(|&id| match path(id) {
+                Some(p) => format!("--cgroup {}", escape::word(&p)),
+                None => format!("--cgroup {id}"),
+            }),
+    );
     out
 }
 
@@ -222,15 +250,18 @@ mod tests {
             comms: vec!["curl".into()],
             netns: vec![4026531840],
             families: vec!["inet".into()],
-            protos: vec!["tcp".into()],
+            protos: vec!["tcp".into(), "mptcp".into()],
+            cgroups: vec!["4242".into()],
         };
         let f = a.to_filter().unwrap();
         assert!(f.is_valid());
         assert_eq!(f.n_ports, 2);
         assert_eq!(f.ports[1], PortRange { lo: 8000, hi: 8999 });
         assert_eq!(f.addrs[2].prefix_len, 32);
+        assert_eq!(f.protocols, abi::PROTO_TCP | abi::PROTO_MPTCP);
+        assert_eq!((f.n_cgroups, f.cgroups[0]), (1, 4242));
         assert_eq!(
-            describe(&f),
+            describe(&f, &|id| (id == 4242).then(|| b"/a b".to_vec())),
             [
                 "--port 80",
                 "--port 8000-8999",
@@ -241,9 +272,12 @@ mod tests {
                 "--comm curl",
                 "--netns 4026531840",
                 "--family inet",
-                "--proto tcp"
+                "--proto tcp",
+                "--proto mptcp",
+                r"--cgroup /a\x20b"
             ]
         );
+        assert_eq!(describe(&f, &|_| None).last().unwrap(), "--cgroup 4242");
     }
 
     #[test]
@@ -257,7 +291,10 @@ mod tests {
         .to_filter()
         .unwrap();
         assert_eq!(escape::until_nul(&f.comms[0]), name);
-        assert_eq!(describe(&f), [r"--comm \x1b[2J\x22a,b\n\xff\xfe"]);
+        assert_eq!(
+            describe(&f, &|_| None),
+            [r"--comm \x1b[2J\x22a,b\n\xff\xfe"]
+        );
     }
 
     #[test]
@@ -297,6 +334,19 @@ mod tests {
             protos: vec!["sctp".into()],
             ..Default::default()
         });
-        assert!(e.contains("use tcp or udp"), "{e}");
+        assert!(e.contains("use tcp, udp or mptcp"), "{e}");
+        let e = bad(CriteriaArgs {
+            cgroups: vec!["/no/such/cgroup\x1b".into()],
+            ..Default::default()
+        });
+        assert!(
+            e.starts_with(r"--cgroup /no/such/cgroup\x1b: ") && e.contains("a cgroup id"),
+            "{e}"
+        );
+        let e = bad(CriteriaArgs {
+            cgroups: vec!["1".into(); 5],
+            ..Default::default()
+        });
+        assert!(e.contains("at most 4 --cgroup"), "{e}");
     }
 }

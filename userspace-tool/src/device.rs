@@ -34,6 +34,33 @@ struct WriteCmd<T> {
     arg: PhantomData<fn(T)>,
 }
 
+/// An `_IOWR` command: the module reads a `T` and writes it back changed.
+#[derive(Clone, Copy)]
+struct ReadWriteCmd<T> {
+    nr: u32,
+    name: &'static str,
+    arg: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Pod> ReadWriteCmd<T> {
+    /// Fails (at compile time, for a constant) unless `nr` is `_IOWR` of a `T`.
+    const fn new(nr: u32, name: &'static str) -> Self {
+        assert!(
+            abi::ioc_dir(nr) == abi::IOC_READ | abi::IOC_WRITE,
+            "not an _IOWR command"
+        );
+        assert!(
+            abi::ioc_size(nr) == size_of::<T>(),
+            "the command's size is not the type's"
+        );
+        ReadWriteCmd {
+            nr,
+            name,
+            arg: PhantomData,
+        }
+    }
+}
+
 /// An `_IO` command: no argument.
 #[derive(Clone, Copy)]
 struct BareCmd {
@@ -96,6 +123,8 @@ const SET_CONFIG: WriteCmd<abi::Config> =
     WriteCmd::new(abi::TCPLOG_IOC_SET_CONFIG, "TCPLOG_IOC_SET_CONFIG");
 const SEEK_END: BareCmd = BareCmd::new(abi::TCPLOG_IOC_SEEK_END, "TCPLOG_IOC_SEEK_END");
 const MARK: WriteCmd<abi::Mark> = WriteCmd::new(abi::TCPLOG_IOC_MARK, "TCPLOG_IOC_MARK");
+const GET_CONNS: ReadWriteCmd<abi::ConnQuery> =
+    ReadWriteCmd::new(abi::TCPLOG_IOC_GET_CONNS, "TCPLOG_IOC_GET_CONNS");
 const SET_FILTER: WriteCmd<abi::Filter> =
     WriteCmd::new(abi::TCPLOG_IOC_SET_FILTER, "TCPLOG_IOC_SET_FILTER");
 const GET_FILTER: ReadCmd<abi::Filter> =
@@ -277,6 +306,29 @@ impl Device {
         self.set(MARK, &m)
     }
 
+    /// The open TCP connections tracked now, all of them: asks again with more room while the
+    /// module says it tracks more than fitted.
+    pub fn conns(&self) -> Result<Vec<abi::InterimBody>> {
+        let mut room = 256usize;
+        loop {
+            let mut buf = vec![abi::InterimBody::default(); room];
+            let mut q = abi::ConnQuery {
+                buf: buf.as_mut_ptr() as u64,
+                max: room as u32,
+                ..abi::ConnQuery::default()
+            };
+            // The module writes at most `max` entries at `buf`, which has room for `room` of
+            // them and lives across the call; any bytes make valid entries (Pod).
+            self.ioctl(GET_CONNS.nr, GET_CONNS.name, Some(&mut q))?;
+            let written = (q.written as usize).min(room);
+            if q.tracked as usize <= written || room >= 1 << 21 {
+                buf.truncate(written);
+                return Ok(buf);
+            }
+            room = (q.tracked as usize + 64).next_power_of_two();
+        }
+    }
+
     /// Skips what is buffered: later reads return only new records.
     pub fn seek_end(&self) -> Result<()> {
         self.call(SEEK_END)
@@ -346,6 +398,23 @@ mod tests {
     #[should_panic(expected = "not an _IOW command")]
     fn a_command_of_another_direction_is_refused() {
         WriteCmd::<abi::Config>::new(abi::TCPLOG_IOC_GET_CONFIG, "TCPLOG_IOC_GET_CONFIG");
+    }
+
+    #[test]
+    #[should_panic(expected = "not an _IOWR command")]
+    fn a_read_command_is_not_read_write() {
+        ReadWriteCmd::<abi::Config>::new(abi::TCPLOG_IOC_GET_CONFIG, "TCPLOG_IOC_GET_CONFIG");
+    }
+
+    #[test]
+    fn listing_connections_reaches_the_kernel() {
+        assert!(matches!(
+            not_the_device().conns(),
+            Err(Error::Device {
+                op: "TCPLOG_IOC_GET_CONNS",
+                ..
+            })
+        ));
     }
 
     #[test]

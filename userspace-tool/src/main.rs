@@ -1,6 +1,8 @@
 //! `tcplog`: control the tcplog kernel module and show its records.
 
+mod cgroup;
 mod cli;
+mod conns;
 mod control;
 mod criteria;
 mod device;
@@ -16,6 +18,7 @@ mod select;
 mod status;
 mod stream;
 mod transcript;
+mod verdict;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -60,14 +63,21 @@ fn run(cli: &Cli, out: &mut dyn Write) -> error::Result<()> {
         } => control::events(dev, ops, summaries.map(|s| s == cli::OnOff::On), *json, out),
         Command::Filter { action, json } => control::filter(dev, action.as_ref(), *json, out),
         Command::Rules { action, json } => control::rules(dev, action.as_ref(), *json, out),
+        Command::Conns {
+            json,
+            wide,
+            criteria,
+        } => conns::run(dev, *json, *wide, criteria, out),
         Command::Config {
             snap_len,
             forward,
+            interim,
             json,
         } => {
             let change = control::ConfigChange {
                 snap_len: *snap_len,
                 forward: forward.map(|f| f == cli::OnOff::On),
+                interim_s: *interim,
             };
             control::config(dev, &change, *json, out)
         }

@@ -7,8 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tcplog_ctl::{
-    self as abi, close, config_item, op, open, rtype, ConfigBody, EventBody, LimitBody, LostBody,
-    MarkBody, PacketBody, Pod, RecordHeader, SummaryBody,
+    self as abi, close, config_item, op, open, rtype, ConfigBody, EventBody, InterimBody,
+    LimitBody, LostBody, MarkBody, PacketBody, Pod, RecordHeader, SummaryBody,
 };
 
 /// A decoded record.
@@ -25,6 +25,8 @@ pub enum Body {
     Config(ConfigBody),
     Event(EventBody),
     Summary(SummaryBody),
+    /// An open connection's counters so far, and since the previous such record.
+    Interim(InterimBody),
     /// The fixed part, then the packet's bytes (IP header, transport header, payload).
     Packet(PacketBody, Vec<u8>),
     Limit(LimitBody),
@@ -35,6 +37,9 @@ pub enum Body {
 
 /// One step of decoding.
 #[derive(Debug, PartialEq, Eq)]
+// Nearly every item is a record, moved once to its consumer: boxing it would only add an
+// allocation per record.
+#[allow(clippy::large_enum_variant)]
 pub enum Item {
     Record(Record),
     /// Bytes that are not a record, skipped to reach the next one.
@@ -134,6 +139,7 @@ fn decode_body(ty: u16, bytes: &[u8]) -> Body {
         }),
         rtype::LIMIT => LimitBody::read_from(bytes).map(Body::Limit),
         rtype::MARK => MarkBody::read_from(bytes).map(Body::Mark),
+        rtype::INTERIM => InterimBody::read_from(bytes).map(Body::Interim),
         _ => None,
     };
     parsed.unwrap_or_else(|| Body::Unknown(bytes.to_vec()))
@@ -149,6 +155,7 @@ pub fn type_name(ty: u16) -> &'static str {
         rtype::PACKET => "packet",
         rtype::LIMIT => "limit",
         rtype::MARK => "mark",
+        rtype::INTERIM => "interim",
         _ => "unknown",
     }
 }
@@ -163,6 +170,7 @@ pub fn config_item_name(item: u32) -> &'static str {
         config_item::SNAP_LEN => "snap_len",
         config_item::FILTER => "filter",
         config_item::RULES => "rules",
+        config_item::INTERIM => "interim",
         _ => "unknown",
     }
 }
@@ -195,6 +203,45 @@ pub fn proto_name(p: u8) -> &'static str {
     match p {
         abi::IPPROTO_TCP => "tcp",
         abi::IPPROTO_UDP => "udp",
+        _ => "unknown",
+    }
+}
+
+/// JSON's `proto` of an event: MPTCP sockets say so (their `protocol` is TCP's).
+pub fn event_proto_name(e: &EventBody) -> &'static str {
+    if e.flags & abi::EVF_MPTCP != 0 {
+        "mptcp"
+    } else {
+        proto_name(e.protocol)
+    }
+}
+
+/// JSON's `proto` of a summary: `mptcp` for an MPTCP connection's own summary, else `tcp` (its
+/// subflows are TCP connections).
+pub fn summary_proto_name(s: &SummaryBody) -> &'static str {
+    if s.flags & abi::SUMF_MPTCP != 0 {
+        "mptcp"
+    } else {
+        "tcp"
+    }
+}
+
+/// The name of a TCP state (`InterimBody::state`), as `ss` spells them.
+pub fn tcp_state_name(s: u8) -> &'static str {
+    match s {
+        1 => "established",
+        2 => "syn_sent",
+        3 => "syn_recv",
+        4 => "fin_wait1",
+        5 => "fin_wait2",
+        6 => "time_wait",
+        7 => "close",
+        8 => "close_wait",
+        9 => "last_ack",
+        10 => "listen",
+        11 => "closing",
+        12 => "new_syn_recv",
+        13 => "bound_inactive",
         _ => "unknown",
     }
 }

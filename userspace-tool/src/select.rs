@@ -8,9 +8,10 @@ use crate::criteria::CriteriaArgs;
 use crate::record::{Body, Record};
 
 /// Record type names, as `--type` and JSON's `type` spell them.
-pub const TYPES: [(u16, &str); 7] = [
+pub const TYPES: [(u16, &str); 8] = [
     (rtype::EVENT, "event"),
     (rtype::SUMMARY, "summary"),
+    (rtype::INTERIM, "interim"),
     (rtype::PACKET, "packet"),
     (rtype::LIMIT, "limit"),
     (rtype::CONFIG, "config"),
@@ -55,6 +56,7 @@ impl Selection {
         let s = match &r.body {
             Body::Event(e) => e.subject(),
             Body::Summary(b) => b.subject(),
+            Body::Interim(i) => i.summary.subject(),
             Body::Packet(p, d) => {
                 let v = crate::output::packet_view(p, d);
                 let addr = |a: Option<std::net::IpAddr>| match a {
@@ -145,7 +147,43 @@ mod tests {
         };
         let s = Selection::new(&[], &c).unwrap();
         assert!(s.passes(&mk) && !s.passes(&pkt));
+        // The sample's records: an IPv6 TCP summary of cgroup 7001, MPTCP events and summary of
+        // cgroup 7002, a subflow's TCP summary, an interim record of cgroup 7001.
+        let recs: Vec<Record> = {
+            let buf = crate::output::tests::sample_stream();
+            let mut d = Decoder::new(&buf);
+            std::iter::from_fn(|| match d.next_item() {
+                Some(Item::Record(r)) => Some(r),
+                _ => None,
+            })
+            .collect()
+        };
+        let picked = |types: &[String], c: CriteriaArgs| -> Vec<u64> {
+            let s = Selection::new(types, &c).unwrap();
+            recs.iter()
+                .filter(|r| r.header.rtype != rtype::LOST && s.passes(r))
+                .map(|r| r.header.seq)
+                .collect()
+        };
+        let mptcp = CriteriaArgs {
+            protos: vec!["mptcp".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            picked(&[], mptcp),
+            [16, 17, 18],
+            "MPTCP events and summary, not the subflow"
+        );
+        let cg = CriteriaArgs {
+            cgroups: vec!["7001".into()],
+            ..Default::default()
+        };
+        assert_eq!(picked(&[], cg.clone()), [12, 20]);
+        assert_eq!(picked(&["interim".into()], cg), [20]);
         let e = Selection::new(&["bogus".into()], &CriteriaArgs::default()).unwrap_err();
-        assert!(e.contains("--type bogus: use one of event, summary"), "{e}");
+        assert!(
+            e.contains("--type bogus: use one of event, summary, interim"),
+            "{e}"
+        );
     }
 }

@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::cgroup::Cgroups;
 use crate::cli::{OutputArgs, WriteArgs};
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
 use crate::escape;
 use crate::logfile::{self, LogWriter};
 use crate::output::json::to_line;
-use crate::output::{text_header, to_csv_row, to_json, to_text, Format, CSV_COLUMNS};
+use crate::output::{to_csv_row, to_json, Context, Format, Layout, CSV_COLUMNS};
 use crate::pcap_out::PcapOut;
 use crate::record::{Body, Decoder, Item, Record};
 use crate::select::Selection;
@@ -28,7 +29,12 @@ const READ_SIZE: usize = 256 * 1024;
 enum Printer<'a> {
     Text {
         out: &'a mut dyn Write,
+        /// Whether a header line is wanted, before the first line and whenever the columns
+        /// widen.
         header: bool,
+        layout: Layout,
+        /// Whether the next line needs a header first.
+        header_due: bool,
     },
     Json(&'a mut dyn Write),
     Csv(Box<csv::Writer<&'a mut dyn Write>>),
@@ -40,6 +46,8 @@ pub struct Pipeline<'a> {
     select: Selection,
     raw: Option<LogWriter>,
     pcap: Option<PcapOut>,
+    /// Cgroup paths, for records read live from the device.
+    cgroups: Option<Cgroups>,
     pub records: u64,
     pub lost: u64,
 }
@@ -49,10 +57,13 @@ fn write_err(e: io::Error) -> Error {
 }
 
 impl<'a> Pipeline<'a> {
+    /// `live`: the records come from this machine's device, so cgroup ids can be shown as
+    /// paths (a log file's may come from elsewhere: ids only).
     pub fn new(
         o: &OutputArgs,
         w: Option<&WriteArgs>,
         quiet: bool,
+        live: bool,
         out: &'a mut dyn Write,
     ) -> Result<Self> {
         let format = if o.json { Format::Json } else { o.format };
@@ -61,6 +72,12 @@ impl<'a> Pipeline<'a> {
             (false, Format::Text) => Printer::Text {
                 out,
                 header: !o.no_header,
+                layout: if o.wide {
+                    Layout::wide()
+                } else {
+                    Layout::compact()
+                },
+                header_due: !o.no_header,
             },
             (false, Format::Json) => Printer::Json(out),
             (false, Format::Csv) => {
@@ -84,6 +101,7 @@ impl<'a> Pipeline<'a> {
             select: Selection::new(&o.types, &o.criteria).map_err(Error::bad_input)?,
             raw,
             pcap,
+            cgroups: live.then(|| Cgroups::new(crate::cgroup::root())),
             records: 0,
             lost: 0,
         })
@@ -95,24 +113,41 @@ impl<'a> Pipeline<'a> {
             w.write(buf)?;
         }
         let mut dec = Decoder::new(buf);
-        let mut last = None;
+        let mut records = Vec::new();
         while let Some(item) = dec.next_item() {
             match item {
-                Item::Record(r) => {
-                    last = Some(r.header.seq);
-                    self.record(&r)?;
-                }
+                Item::Record(r) => records.push(r),
                 Item::Damaged { offset, len } => {
                     eprintln!("tcplog: skipped {len} damaged bytes at offset {offset}");
                 }
             }
         }
+        let last = records.last().map(|r| r.header.seq);
+        self.records(&records)?;
         self.flush()?;
         Ok(last)
     }
 
+    /// Shows records, those the selection keeps; text columns are sized to all of them first.
+    pub fn records(&mut self, recs: &[Record]) -> Result<()> {
+        if let Printer::Text {
+            layout, header_due, ..
+        } = &mut self.printer
+        {
+            let mut widened = false;
+            for r in recs.iter().filter(|r| self.select.passes(r)) {
+                widened |= layout.fit(r);
+            }
+            *header_due |= widened;
+        }
+        for r in recs {
+            self.record(r)?;
+        }
+        Ok(())
+    }
+
     /// Shows one record, if the selection keeps it.
-    pub fn record(&mut self, r: &Record) -> Result<()> {
+    fn record(&mut self, r: &Record) -> Result<()> {
         self.records += 1;
         if let Body::Lost(l) = &r.body {
             self.lost += l.count;
@@ -120,16 +155,36 @@ impl<'a> Pipeline<'a> {
         if !self.select.passes(r) {
             return Ok(());
         }
+        if let (Some(c), Some(o)) = (
+            self.cgroups.as_mut(),
+            crate::output::owner(r, &Context::default()),
+        ) {
+            c.learn(o.cgroup_id);
+        }
+        let ctx = Context {
+            cgroups: self.cgroups.as_ref(),
+        };
         match &mut self.printer {
-            Printer::Text { out, header } => {
-                if std::mem::take(header) {
-                    writeln!(out, "{}", text_header()).map_err(write_err)?;
+            Printer::Text {
+                out,
+                header,
+                layout,
+                header_due,
+            } => {
+                // Columns may widen for a record the batch did not hold (a follow's next read).
+                if layout.fit(r) || std::mem::take(header_due) {
+                    if *header {
+                        writeln!(out, "{}", layout.header()).map_err(write_err)?;
+                    }
+                    *header_due = false;
                 }
-                writeln!(out, "{}", to_text(r)).map_err(write_err)?;
+                writeln!(out, "{}", layout.line(r, &ctx)).map_err(write_err)?;
             }
-            Printer::Json(out) => writeln!(out, "{}", to_line(&to_json(r))).map_err(write_err)?,
+            Printer::Json(out) => {
+                writeln!(out, "{}", to_line(&to_json(r, &ctx))).map_err(write_err)?
+            }
             Printer::Csv(c) => c
-                .write_record(to_csv_row(r))
+                .write_record(to_csv_row(r, &ctx))
                 .map_err(|e| write_err(e.into()))?,
             Printer::Quiet => {}
         }
@@ -165,7 +220,7 @@ pub fn dump(path: &Path, o: &OutputArgs, w: &WriteArgs, out: &mut dyn Write) -> 
     let mut dev = Device::open_checked(path, Access::ReadOnly)?;
     // Stop at what was produced when we started, however fast records keep coming.
     let end = dev.status()?.records_produced;
-    let mut p = Pipeline::new(o, Some(w), false, out)?;
+    let mut p = Pipeline::new(o, Some(w), false, true, out)?;
     let mut buf = vec![0u8; READ_SIZE];
     loop {
         let n = dev.read_records(&mut buf)?;
@@ -199,7 +254,7 @@ pub fn follow(
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| Error::io("installing a signal handler", e))?;
     }
-    let mut p = Pipeline::new(o, Some(w), quiet, out)?;
+    let mut p = Pipeline::new(o, Some(w), quiet, true, out)?;
     let mut buf = vec![0u8; READ_SIZE];
     while !stop.load(Ordering::Relaxed) {
         let mut pfd = libc::pollfd {
@@ -232,13 +287,11 @@ pub fn follow(
 
 /// Replays saved log files with the same formats and selection.
 pub fn read(files: &[PathBuf], o: &OutputArgs, out: &mut dyn Write) -> Result<()> {
-    let mut p = Pipeline::new(o, None, false, out)?;
+    let mut p = Pipeline::new(o, None, false, false, out)?;
     let mut damaged = Vec::new();
     for f in files {
         let (_, records, damage) = logfile::read(f)?;
-        for r in &records {
-            p.record(r)?;
-        }
+        p.records(&records)?;
         for line in damage.describe(f) {
             eprintln!("tcplog: {line}");
         }

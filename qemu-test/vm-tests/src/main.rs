@@ -1,7 +1,8 @@
 //! tcplog's in-VM test suite. The VM's init runs it as root; it loads the module itself.
 //!
 //! Usage: `tcplog-vm-tests [FILTER]` runs the tests whose names contain FILTER (all by default);
-//! `tcplog-vm-tests --bench` runs the benchmarks instead.
+//! `tcplog-vm-tests --bench [WORDS]` runs the benchmarks instead, `tcplog-vm-tests --profile
+//! [WORDS]` the profile (see `bench.rs`).
 
 mod adv;
 mod adv_kit;
@@ -22,6 +23,7 @@ mod t_basic;
 mod t_device;
 mod t_names;
 mod t_packet;
+mod t_real;
 mod t_socket;
 mod t_tool;
 mod uffd;
@@ -33,19 +35,22 @@ use harness::Harness;
 const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
-    if peer::main_if_peer() || fuzz::main_if_fuzz() {
+    if peer::main_if_peer() || t_real::main_if_helper() || fuzz::main_if_fuzz() {
         return;
     }
     if adv::main_if_helper() {
         return;
     }
     let filter = std::env::args().nth(1);
-    if filter.as_deref() == Some("--bench") {
-        if let Err(e) = bench::ring()
-            .and_then(|()| bench::churn())
-            .and_then(|()| bench::throughput())
-        {
-            println!("bench failed: {e}");
+    if let Some(mode @ ("--bench" | "--profile")) = filter.as_deref() {
+        let words = std::env::args().nth(2);
+        let res = if mode == "--bench" {
+            bench::main(words.as_deref())
+        } else {
+            bench::profile(words.as_deref())
+        };
+        if let Err(e) = res {
+            println!("{} failed: {e}", &mode[2..]);
             std::process::exit(1);
         }
         return;
@@ -59,6 +64,7 @@ fn main() {
     t_names::all(&mut h);
     t_socket::all(&mut h);
     t_packet::all(&mut h);
+    t_real::all(&mut h);
     t_tool::files(&mut h);
     t_adv_socket::all(&mut h);
     t_adv_blind::all(&mut h);

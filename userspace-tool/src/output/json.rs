@@ -12,13 +12,13 @@ use std::io;
 use serde_json::ser::Formatter;
 use serde_json::{json, Map, Value};
 
-use tcplog_ctl::{self as abi, EventBody, LimitBody, PacketBody, SummaryBody};
+use tcplog_ctl::{self as abi, EventBody, InterimBody, LimitBody, PacketBody, SummaryBody};
 
-use super::{direction_name, outside_name, packet_view, rfc3339};
+use super::{direction_name, outside_names, owner, packet_view, rfc3339, Context};
 use crate::escape::{self, hex, until_nul};
 use crate::record::{
-    close_name, config_item_name, errno_name, family_name, ip, op_name, open_name, proto_name,
-    type_name, Body, Record,
+    close_name, config_item_name, errno_name, event_proto_name, family_name, ip, op_name,
+    open_name, proto_name, summary_proto_name, tcp_state_name, type_name, Body, Record,
 };
 
 /// A NUL-padded name as a JSON string: exact if it is UTF-8 (see the module's doc otherwise).
@@ -61,7 +61,7 @@ pub fn to_line(v: &Value) -> String {
 }
 
 /// A record as one JSON object.
-pub fn to_json(r: &Record) -> Value {
+pub fn to_json(r: &Record, ctx: &Context<'_>) -> Value {
     let h = &r.header;
     let mut m = Map::new();
     m.insert("type".into(), type_name(h.rtype).into());
@@ -86,6 +86,7 @@ pub fn to_json(r: &Record) -> Value {
         }),
         Body::Event(e) => event_json(e),
         Body::Summary(s) => summary_json(s),
+        Body::Interim(i) => interim_json(i),
         Body::Packet(p, d) => packet_json(p, d),
         Body::Limit(l) => limit_json(l),
         Body::Mark(k) => json!({
@@ -100,19 +101,46 @@ pub fn to_json(r: &Record) -> Value {
     if let Value::Object(b) = body {
         m.extend(b);
     }
-    if let Some((key, bytes)) = outside_name(r) {
-        if std::str::from_utf8(bytes).is_err() {
-            m.insert(format!("{key}_hex"), hex(bytes).into());
+    if matches!(r.body, Body::Event(_) | Body::Summary(_) | Body::Interim(_)) {
+        owner_json(r, ctx, &mut m);
+    }
+    for (key, bytes) in outside_names(r, ctx) {
+        if std::str::from_utf8(&bytes).is_err() {
+            m.insert(format!("{key}_hex"), hex(&bytes).into());
         }
     }
     Value::Object(m)
+}
+
+/// `ppid`, `cgroup_id`, and the cgroup's path and container where known: all `null` when the
+/// record names no process.
+fn owner_json(r: &Record, ctx: &Context<'_>, m: &mut Map<String, Value>) {
+    let o = owner(r, ctx);
+    let path = o.as_ref().and_then(|o| o.path);
+    let container = o.as_ref().and_then(|o| o.container.as_ref());
+    m.insert("ppid".into(), o.as_ref().map(|o| o.ppid).into());
+    m.insert("cgroup_id".into(), o.as_ref().map(|o| o.cgroup_id).into());
+    m.insert(
+        "cgroup".into(),
+        path.map(|p| String::from_utf8_lossy(p).into_owned()).into(),
+    );
+    m.insert(
+        "container".into(),
+        container
+            .map(|c| String::from_utf8_lossy(&c.id).into_owned())
+            .into(),
+    );
+    m.insert(
+        "container_runtime".into(),
+        container.map(|c| c.runtime).into(),
+    );
 }
 
 fn event_json(e: &EventBody) -> Value {
     let mut v = json!({
         "op": op_name(e.op),
         "family": family_name(e.family),
-        "proto": proto_name(e.protocol),
+        "proto": event_proto_name(e),
         "sock_type": e.sock_type,
         "pid": e.pid,
         "tid": e.tid,
@@ -128,6 +156,7 @@ fn event_json(e: &EventBody) -> Value {
         "implicit": e.flags & abi::EVF_IMPLICIT != 0,
         "async": e.flags & abi::EVF_ASYNC != 0,
         "owner_attributed": e.flags & abi::EVF_OWNER != 0,
+        "latency_ns": connect_outcome(e).then_some(e.latency_ns),
     });
     if e.result != 0 {
         v["error"] = errno_name(e.result).map_or(Value::Null, Into::into);
@@ -140,14 +169,21 @@ fn event_json(e: &EventBody) -> Value {
     v
 }
 
+/// Whether an event is a TCP connect's outcome, which carries its latency: a connect that
+/// returned something other than `EINPROGRESS`, or the later outcome of one that did.
+pub fn connect_outcome(e: &EventBody) -> bool {
+    e.op == abi::op::TCP_CONNECT && e.result != libc::EINPROGRESS
+}
+
 fn summary_json(s: &SummaryBody) -> Value {
     let owner_known = s.flags & abi::SUMF_OWNER_UNKNOWN == 0;
     let start_known = s.flags & abi::SUMF_START_UNKNOWN == 0;
     let ip_counted = s.flags & abi::SUMF_IP_COUNTERS != 0;
+    let flag = |f: u16| s.flags & f != 0;
     let known = |ok: bool, v: Value| if ok { v } else { Value::Null };
     json!({
         "family": family_name(s.family),
-        "proto": "tcp",
+        "proto": summary_proto_name(s),
         "laddr": ip(s.family, &s.laddr).to_string(),
         "lport": s.lport,
         "raddr": ip(s.family, &s.raddr).to_string(),
@@ -160,6 +196,7 @@ fn summary_json(s: &SummaryBody) -> Value {
         "open": open_name(s.open),
         "close": close_name(s.close),
         "partial": s.flags & abi::SUMF_PARTIAL != 0,
+        "fin_wait2": flag(abi::SUMF_FIN_WAIT2),
         "start": known(start_known, rfc3339(s.start_ns).into()),
         "start_ns": known(start_known, s.start_ns.into()),
         "duration_ns": known(start_known, s.duration_ns.into()),
@@ -173,7 +210,43 @@ fn summary_json(s: &SummaryBody) -> Value {
         "pkts_out": known(ip_counted, s.pkts_out.into()),
         "ip_bytes_in": known(ip_counted, s.ip_bytes_in.into()),
         "ip_bytes_out": known(ip_counted, s.ip_bytes_out.into()),
+        "parent_id": (s.parent_id != 0).then_some(s.parent_id),
+        "min_rtt_us": s.min_rtt_us,
+        "connect_latency_ns": known(flag(abi::SUMF_LATENCY), s.connect_latency_ns.into()),
+        "delivery_rate": s.delivery_rate,
+        "busy_us": s.busy_us,
+        "rwnd_limited_us": s.rwnd_limited_us,
+        "sndbuf_limited_us": s.sndbuf_limited_us,
+        "first_tx_ns": known(flag(abi::SUMF_FIRST_TX), s.first_tx_ns.into()),
+        "first_rx_ns": known(flag(abi::SUMF_FIRST_RX), s.first_rx_ns.into()),
+        "max_idle_ns": known(ip_counted, s.max_idle_ns.into()),
+        "limited_by": crate::verdict::limited_by(s),
     })
+}
+
+/// An interim record, or a `tcplog conns` entry: the summary so far (`close` is `null`: the
+/// connection is open; `duration_ns` is its age), its state, and what changed since `since`.
+pub fn interim_json(i: &InterimBody) -> Value {
+    let s = &i.summary;
+    let mut v = summary_json(s);
+    let ip_counted = s.flags & abi::SUMF_IP_COUNTERS != 0;
+    let known = |v: u64| if ip_counted { v.into() } else { Value::Null };
+    v["close"] = Value::Null;
+    let extra = json!({
+        "state": tcp_state_name(i.state),
+        "since": rfc3339(i.since_ns),
+        "since_ns": i.since_ns,
+        "delta_bytes_sent": i.delta_bytes_sent,
+        "delta_bytes_received": i.delta_bytes_received,
+        "delta_pkts_in": known(i.delta_pkts_in),
+        "delta_pkts_out": known(i.delta_pkts_out),
+        "delta_ip_bytes_in": known(i.delta_ip_bytes_in),
+        "delta_ip_bytes_out": known(i.delta_ip_bytes_out),
+    });
+    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+        m.extend(e);
+    }
+    v
 }
 
 fn packet_json(p: &PacketBody, d: &[u8]) -> Value {
@@ -229,7 +302,7 @@ mod tests {
 
     #[test]
     fn mark_as_json() {
-        let v = to_json(&one(&mark(5, 77)));
+        let v = to_json(&one(&mark(5, 77)), &Context::default());
         assert_eq!(v["type"], "mark");
         assert_eq!(v["seq"], 5);
         assert_eq!(v["time"], "2023-11-14T22:13:20.123456789Z");

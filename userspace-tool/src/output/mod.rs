@@ -5,6 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tcplog_ctl::{self as abi, direction, PacketBody};
 
+use crate::cgroup::{self, Cgroups};
 use crate::escape::until_nul;
 use crate::record::{Body, Record};
 
@@ -14,7 +15,52 @@ pub mod text;
 
 pub use self::csv::{to_csv_row, CSV_COLUMNS};
 pub use self::json::to_json;
-pub use self::text::{text_header, to_text};
+pub use self::text::Layout;
+
+/// What the formats show beyond the record itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context<'a> {
+    /// Cgroup paths by id, for records read live from this machine's device; `None` shows ids
+    /// only (log files, which may come from elsewhere).
+    pub cgroups: Option<&'a Cgroups>,
+}
+
+/// The process a record names, where it names one: its cgroup and parent.
+pub struct Owner<'a> {
+    pub cgroup_id: u64,
+    pub ppid: u32,
+    /// The cgroup's path, where known.
+    pub path: Option<&'a [u8]>,
+    /// The container that path names, if any.
+    pub container: Option<cgroup::Container>,
+}
+
+/// The summary part of a record, for summaries and interim records alike.
+pub fn summary_of(r: &Record) -> Option<&abi::SummaryBody> {
+    match &r.body {
+        Body::Summary(s) => Some(s),
+        Body::Interim(i) => Some(&i.summary),
+        _ => None,
+    }
+}
+
+/// The owner's cgroup and parent, where the record knows its process.
+pub fn owner<'a>(r: &Record, ctx: &Context<'a>) -> Option<Owner<'a>> {
+    let (cgroup_id, ppid) = match &r.body {
+        Body::Event(e) if e.flags & abi::EVF_NO_PROCESS == 0 => (e.cgroup_id, e.ppid),
+        _ => match summary_of(r) {
+            Some(s) if s.flags & abi::SUMF_OWNER_UNKNOWN == 0 => (s.cgroup_id, s.ppid),
+            _ => return None,
+        },
+    };
+    let path = ctx.cgroups.and_then(|c| c.path(cgroup_id));
+    Some(Owner {
+        cgroup_id,
+        ppid,
+        path,
+        container: path.and_then(cgroup::container),
+    })
+}
 
 /// Output formats of `dump`, `follow` and `read`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -84,21 +130,36 @@ pub fn packet_view<'a>(p: &PacketBody, d: &'a [u8]) -> PacketView<'a> {
     }
 }
 
-/// The string in a record that comes from outside, if it has one: its JSON field name and its
-/// bytes (up to the NUL). A process names itself and a user with a network namespace names its
-/// interfaces, so these can be any bytes: every format shows them through [`crate::escape`].
-pub fn outside_name(r: &Record) -> Option<(&'static str, &[u8])> {
-    fn comm(c: &[u8; 16]) -> (&'static str, &[u8]) {
-        ("comm", until_nul(c))
+/// The strings a record's output holds that come from outside: their JSON field names and
+/// bytes (a name up to its NUL). A process names itself, a user with a network namespace names
+/// its interfaces, and whoever makes a cgroup (a container runtime, a user with a delegated
+/// subtree) names it, so these can be any bytes: every format shows them through
+/// [`crate::escape`].
+pub fn outside_names<'r>(r: &'r Record, ctx: &Context<'r>) -> Vec<(&'static str, Vec<u8>)> {
+    fn comm(c: &[u8; 16]) -> (&'static str, Vec<u8>) {
+        ("comm", until_nul(c).to_vec())
     }
+    let mut v = Vec::new();
     match &r.body {
-        Body::Event(e) if e.flags & abi::EVF_NO_PROCESS == 0 => Some(comm(&e.comm)),
-        Body::Summary(s) if s.flags & abi::SUMF_OWNER_UNKNOWN == 0 => Some(comm(&s.comm)),
-        Body::Config(c) => Some(comm(&c.comm)),
-        Body::Mark(k) => Some(comm(&k.comm)),
-        Body::Packet(p, _) => Some(("ifname", until_nul(&p.ifname))),
-        _ => None,
+        Body::Event(e) if e.flags & abi::EVF_NO_PROCESS == 0 => v.push(comm(&e.comm)),
+        Body::Config(c) => v.push(comm(&c.comm)),
+        Body::Mark(k) => v.push(comm(&k.comm)),
+        Body::Packet(p, _) => v.push(("ifname", until_nul(&p.ifname).to_vec())),
+        _ => {
+            if let Some(s) = summary_of(r).filter(|s| s.flags & abi::SUMF_OWNER_UNKNOWN == 0) {
+                v.push(comm(&s.comm));
+            }
+        }
     }
+    if let Some(o) = owner(r, ctx) {
+        if let Some(p) = o.path {
+            v.push(("cgroup", p.to_vec()));
+        }
+        if let Some(c) = o.container {
+            v.push(("container", c.id));
+        }
+    }
+    v
 }
 
 pub(crate) fn direction_name(d: u8) -> &'static str {
@@ -116,6 +177,8 @@ pub(crate) mod tests {
     use crate::record::{Decoder, Item};
     use serde_json::Value;
     use tcplog_ctl::{EventBody, LimitBody, SummaryBody};
+
+    use crate::cgroup::Cgroups;
 
     pub fn one(buf: &[u8]) -> Record {
         match Decoder::new(buf).next_item() {
@@ -215,7 +278,6 @@ pub(crate) mod tests {
                 netns: 4026531840,
                 pid: 42,
                 uid: 1000,
-                flags: abi::SUMF_IP_COUNTERS,
                 open: abi::open::ACTIVE,
                 close: abi::close::FIN,
                 family: abi::AF_INET6,
@@ -229,11 +291,127 @@ pub(crate) mod tests {
                 pkts_out: 81,
                 ip_bytes_in: 56_000,
                 ip_bytes_out: 105_000,
+                ppid: 1,
+                min_rtt_us: 80,
+                cgroup_id: 7001,
+                connect_latency_ns: 250_000,
+                delivery_rate: 1_250_000,
+                busy_us: 2_000_000,
+                rwnd_limited_us: 1_500_000,
+                sndbuf_limited_us: 0,
+                first_tx_ns: 300_000,
+                max_idle_ns: 1_000_000_000,
+                flags: abi::SUMF_IP_COUNTERS | abi::SUMF_LATENCY | abi::SUMF_FIRST_TX,
                 ..SummaryBody::default()
             }
             .as_bytes(),
             t + 3,
         ));
+        // An MPTCP connection's connect, and its asynchronous outcome with its latency.
+        let mptcp_connect = EventBody {
+            sock_id: 97,
+            netns: 4026531840,
+            pid: 42,
+            tid: 42,
+            uid: 1000,
+            result: libc::EINPROGRESS,
+            op: abi::op::TCP_CONNECT,
+            family: abi::AF_INET,
+            protocol: abi::IPPROTO_TCP,
+            sock_type: 1,
+            flags: abi::EVF_MPTCP,
+            lport: 40002,
+            rport: 8080,
+            laddr: v4([10, 0, 0, 1]),
+            raddr: v4([10, 0, 0, 2]),
+            comm,
+            ppid: 1,
+            cgroup_id: 7002,
+            latency_ns: 0,
+            ..EventBody::default()
+        };
+        s.extend(encode_at(rtype::EVENT, 16, mptcp_connect.as_bytes(), t + 5));
+        let outcome = EventBody {
+            result: 0,
+            flags: abi::EVF_MPTCP | abi::EVF_ASYNC,
+            latency_ns: 1_234_567,
+            ..mptcp_connect
+        };
+        s.extend(encode_at(rtype::EVENT, 17, outcome.as_bytes(), t + 6));
+        // Its summary, and one of its subflows'.
+        let mptcp_sum = SummaryBody {
+            sock_id: 97,
+            start_ns: t - 1_000_000_000,
+            duration_ns: 1_000_000_000,
+            bytes_sent: 12345,
+            bytes_received: 12345,
+            netns: 4026531840,
+            pid: 42,
+            uid: 1000,
+            ppid: 1,
+            cgroup_id: 7002,
+            flags: abi::SUMF_MPTCP,
+            open: abi::open::ACTIVE,
+            close: abi::close::FIN,
+            family: abi::AF_INET,
+            lport: 40002,
+            rport: 8080,
+            laddr: v4([10, 0, 0, 1]),
+            raddr: v4([10, 0, 0, 2]),
+            comm,
+            ..SummaryBody::default()
+        };
+        s.extend(encode_at(rtype::SUMMARY, 18, mptcp_sum.as_bytes(), t + 7));
+        let subflow = SummaryBody {
+            sock_id: 96,
+            parent_id: 97,
+            flags: abi::SUMF_IP_COUNTERS | abi::SUMF_FIN_WAIT2,
+            pkts_in: 12,
+            pkts_out: 13,
+            ip_bytes_in: 13_000,
+            ip_bytes_out: 13_100,
+            ..mptcp_sum
+        };
+        s.extend(encode_at(rtype::SUMMARY, 19, subflow.as_bytes(), t + 8));
+        // An open connection's interim record.
+        let interim = abi::InterimBody {
+            summary: SummaryBody {
+                sock_id: 95,
+                start_ns: t - 6_000_000_000,
+                duration_ns: 6_000_000_000,
+                bytes_sent: 3000,
+                bytes_received: 300,
+                netns: 4026531840,
+                pid: 42,
+                uid: 1000,
+                ppid: 1,
+                cgroup_id: 7001,
+                flags: abi::SUMF_IP_COUNTERS,
+                open: abi::open::PASSIVE,
+                family: abi::AF_INET,
+                lport: 8080,
+                rport: 40003,
+                laddr: v4([10, 0, 0, 2]),
+                raddr: v4([10, 0, 0, 1]),
+                comm,
+                pkts_in: 9,
+                pkts_out: 10,
+                ip_bytes_in: 500,
+                ip_bytes_out: 3600,
+                busy_us: 100_000,
+                ..SummaryBody::default()
+            },
+            state: 1,
+            since_ns: t - 2_000_000_000,
+            delta_bytes_sent: 1000,
+            delta_bytes_received: 100,
+            delta_pkts_in: 3,
+            delta_pkts_out: 3,
+            delta_ip_bytes_in: 160,
+            delta_ip_bytes_out: 1120,
+            ..abi::InterimBody::default()
+        };
+        s.extend(encode_at(rtype::INTERIM, 20, interim.as_bytes(), t + 9));
         s.extend(udp_packet(13, b"hello", 128, 2));
         s.extend(encode_at(
             rtype::LIMIT,
@@ -269,8 +447,19 @@ pub(crate) mod tests {
 
     fn records() -> Vec<Record> {
         let v = decode_all(&sample_stream());
-        assert_eq!(v.len(), 7);
+        assert_eq!(v.len(), 12);
         v
+    }
+
+    /// Cgroup paths of the sample's owners: a Docker container and a systemd service.
+    fn sample_cgroups() -> Cgroups {
+        Cgroups::from_paths(&[
+            (
+                7001,
+                b"/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+            ),
+            (7002, b"/system.slice/web.service"),
+        ])
     }
 
     /// Compares with a golden file; `UPDATE_GOLDEN=1 cargo test` rewrites them.
@@ -283,44 +472,150 @@ pub(crate) mod tests {
         assert_eq!(got, want, "{path} differs (UPDATE_GOLDEN=1 rewrites it)");
     }
 
-    fn as_text(records: &[Record]) -> String {
-        let mut s = text_header() + "\n";
+    fn as_text_with(records: &[Record], mut layout: Layout, ctx: &Context<'_>) -> String {
         for r in records {
-            s.push_str(&to_text(r));
+            layout.fit(r);
+        }
+        let mut s = layout.header() + "\n";
+        for r in records {
+            s.push_str(&layout.line(r, ctx));
             s.push('\n');
         }
         s
     }
 
-    fn as_json(records: &[Record]) -> String {
+    fn as_text(records: &[Record]) -> String {
+        as_text_with(records, Layout::compact(), &Context::default())
+    }
+
+    fn as_json_with(records: &[Record], ctx: &Context<'_>) -> String {
         records
             .iter()
-            .map(|r| json::to_line(&to_json(r)) + "\n")
+            .map(|r| json::to_line(&to_json(r, ctx)) + "\n")
             .collect()
     }
 
-    fn as_csv(records: &[Record]) -> String {
+    fn as_json(records: &[Record]) -> String {
+        as_json_with(records, &Context::default())
+    }
+
+    fn as_csv_with(records: &[Record], ctx: &Context<'_>) -> String {
         let mut w = ::csv::Writer::from_writer(Vec::new());
         w.write_record(CSV_COLUMNS).unwrap();
         for r in records {
-            w.write_record(to_csv_row(r)).unwrap();
+            w.write_record(to_csv_row(r, ctx)).unwrap();
         }
         String::from_utf8(w.into_inner().unwrap()).unwrap()
     }
 
+    fn as_csv(records: &[Record]) -> String {
+        as_csv_with(records, &Context::default())
+    }
+
     #[test]
     fn golden_text() {
-        golden("golden.txt", &as_text(&records()));
+        let cg = sample_cgroups();
+        let ctx = Context { cgroups: Some(&cg) };
+        golden(
+            "golden.txt",
+            &as_text_with(&records(), Layout::compact(), &ctx),
+        );
+        golden(
+            "golden-wide.txt",
+            &as_text_with(&records(), Layout::wide(), &ctx),
+        );
     }
 
     #[test]
     fn golden_json() {
-        golden("golden.jsonl", &as_json(&records()));
+        let cg = sample_cgroups();
+        golden(
+            "golden.jsonl",
+            &as_json_with(&records(), &Context { cgroups: Some(&cg) }),
+        );
     }
 
     #[test]
     fn golden_csv() {
-        golden("golden.csv", &as_csv(&records()));
+        let cg = sample_cgroups();
+        golden(
+            "golden.csv",
+            &as_csv_with(&records(), &Context { cgroups: Some(&cg) }),
+        );
+    }
+
+    /// IPv4 ends only: the compact layout is far narrower than the wide one, and a v6 end
+    /// widens it.
+    #[test]
+    fn compact_columns_fit_the_ends_shown() {
+        let recs = records();
+        let v4: Vec<Record> = recs
+            .iter()
+            .filter(|r| summary_of(r).is_none_or(|s| s.family == abi::AF_INET))
+            .cloned()
+            .collect();
+        let compact = as_text(&v4);
+        let wide = as_text_with(&v4, Layout::wide(), &Context::default());
+        let longest = |s: &str| s.lines().map(str::len).max().unwrap();
+        assert!(longest(&compact) + 30 < longest(&wide), "{compact}\n{wide}");
+        let header = compact.lines().next().unwrap();
+        assert!(header.len() <= 120, "{} columns: {header}", header.len());
+        let mut l = Layout::compact();
+        for r in &v4 {
+            assert!(!l.fit(r), "IPv4 ends fit the narrowest columns");
+        }
+        let mut six = recs
+            .iter()
+            .find(|r| summary_of(r).is_some_and(|s| s.family == abi::AF_INET6))
+            .unwrap()
+            .clone();
+        if let Body::Summary(s) = &mut six.body {
+            s.raddr = [
+                0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34,
+            ];
+        }
+        assert!(l.fit(&six), "an IPv6 end widens them");
+        assert!(!l.fit(&six), "once");
+        assert!(
+            l.header().contains("REMOTE                 "),
+            "{}",
+            l.header()
+        );
+        // Every line's columns line up under the header's.
+        let all = as_text(&recs);
+        let at = all.lines().next().unwrap().find("REMOTE").unwrap();
+        for line in all.lines().skip(1).filter(|l| !l.contains(" packet ")) {
+            assert_eq!(&line[at - 1..at], " ", "{line}");
+        }
+    }
+
+    /// Cgroup paths are names from outside: escaped in text and CSV, exact in JSON.
+    #[test]
+    fn hostile_cgroup_paths() {
+        let recs = records();
+        let path = b"/machine.slice/machine-x\x1b[2J\n\xff.scope";
+        let cg = Cgroups::from_paths(&[(7001, &path[..]), (7002, b"/a b/\xe2\x80\xae")]);
+        let ctx = Context { cgroups: Some(&cg) };
+        let text = as_text_with(&recs, Layout::compact(), &ctx);
+        assert!(!text.replace('\n', "").chars().any(crate::escape::is_unsafe));
+        assert_eq!(text.lines().count(), 1 + recs.len());
+        assert!(
+            text.lines().any(|l| l.ends_with(r" nspawn:x\x1b[2J\n\xff")),
+            "{text}"
+        );
+        assert!(text.contains(r" cgroup /a\x20b/\u{202e}"), "{text}");
+        let json = as_json_with(&recs, &ctx);
+        assert!(json.contains(r#""cgroup_hex":""#), "{json}");
+        assert!(json.contains(r#""container_runtime":"nspawn""#), "{json}");
+        assert!(!json
+            .chars()
+            .any(|c| c != '\n' && crate::escape::is_unsafe(c)));
+        let csv = as_csv_with(&recs, &ctx);
+        assert_eq!(csv.lines().count(), 1 + recs.len());
+        assert!(
+            csv.contains(r"/machine.slice/machine-x\x1b[2J\n\xff.scope"),
+            "{csv}"
+        );
     }
 
     /// Names nobody here chose, one per record: issue #16's (ESC [ 2 J " a , b LF 0xff 0xfe);

@@ -35,9 +35,14 @@ esac
 
 append="console=ttyS0 loglevel=4 panic=-1 tlvm_mode=$mode"
 [ -n "$filter" ] && append+=" tlvm_filter=$filter"
+# The adversarial tests' seed (printed by each of them), to repeat a run.
+[ -n "${TCPLOG_VM_SEED:-}" ] && append+=" tlvm_seed=$TCPLOG_VM_SEED"
 : >"$out/console.log"
 : >"$out/results.log"
-qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 -nodefaults -display none -no-reboot
+# TCPLOG_VM_ACCEL=tcg,thread=single runs both vCPUs on one host thread: slower, but immune to
+# multi-threaded TCG's faults on kernel text being patched (Oops: int3 at a jump label while
+# tracepoints, probes or modules come and go; see qemu-test/vm-tests/src/t_adv_cycles.rs).
+qemu=(qemu-system-x86_64 -accel "${TCPLOG_VM_ACCEL:-tcg}" -cpu max -smp 2 -m 1024 -nodefaults -display none -no-reboot
 	-kernel "$VMLINUZ" -initrd "$out/initramfs.cpio.gz" -append "$append")
 if [ "$mode" = shell ]; then
 	exec "${qemu[@]}" -serial mon:stdio

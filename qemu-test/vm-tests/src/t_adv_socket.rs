@@ -22,9 +22,9 @@ use crate::adv::{
     sums_between, tcp_info, wait_for, write_all, Helper, Sa,
 };
 use crate::dev::Rec;
+use crate::fixtures::{fresh, summaries};
 use crate::harness::{Harness, TestResult};
 use crate::sys::{self, errno_name};
-use crate::t_socket::{fresh, summaries};
 use crate::{ensure, ensure_eq};
 
 const IPPROTO_MPTCP: i32 = 262;

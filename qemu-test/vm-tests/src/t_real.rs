@@ -18,9 +18,9 @@ use serde_json::Value;
 use tcplog_ctl::{self as abi, EventBody, InterimBody, Pod, SummaryBody};
 
 use crate::dev::{Dev, Rec};
+use crate::fixtures::{collect, fresh, summaries};
 use crate::harness::{Harness, TestResult};
 use crate::sys;
-use crate::t_socket::{collect, fresh, summaries};
 use crate::{ensure, ensure_eq};
 
 pub fn all(h: &mut Harness) {

@@ -93,6 +93,8 @@ esac
 append="console=ttyS0 loglevel=5 printk.time=1 panic=-1 $boot_args tlvm_mode=$mode"
 case "$mode" in test | shell) append+=" $debug_args" ;; esac
 [ -n "$filter" ] && append+=" tlvm_filter=$filter"
+# The adversarial tests' seed (printed by each of them), to repeat a run.
+[ -n "${TCPLOG_VM_SEED:-}" ] && append+=" tlvm_seed=$TCPLOG_VM_SEED"
 # The benchmarks load the module with its largest ring and tables once, and take longer.
 case "$mode" in bench | profile)
 	[ "$mem" -ge 2048 ] || mem=2048
@@ -101,8 +103,11 @@ case "$mode" in bench | profile)
 esac
 : >"$out/console.log"
 : >"$out/results.log"
-qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "$mem" -nodefaults -display none -no-reboot
-	-kernel "$kernel" -initrd "$out/initramfs.cpio.gz" -append "$append")
+# TCPLOG_VM_ACCEL=tcg,thread=single runs both vCPUs on one host thread: slower, but immune to
+# multi-threaded TCG's faults on kernel text being patched (Oops: int3 at a jump label while
+# tracepoints, probes or modules come and go; see qemu-test/vm-tests/src/t_adv_cycles.rs).
+qemu=(qemu-system-x86_64 -accel "${TCPLOG_VM_ACCEL:-tcg}" -cpu max -smp 2 -m "$mem" -nodefaults -display none
+	-no-reboot -kernel "$kernel" -initrd "$out/initramfs.cpio.gz" -append "$append")
 if [ "$mode" = shell ]; then
 	exec "${qemu[@]}" -serial mon:stdio
 fi

@@ -134,7 +134,7 @@ pub fn sane_summary(s: &SummaryBody) -> Result<(), String> {
 
 /// Every summary among `recs` is sane.
 pub fn all_sane(recs: &[Rec]) -> TestResult {
-    for s in crate::t_socket::summaries(recs) {
+    for s in crate::fixtures::summaries(recs) {
         sane_summary(&s)?;
     }
     Ok(())
@@ -735,7 +735,7 @@ pub fn gather(
 
 /// The summaries among `recs` whose ports are `a` and `b`, either way round.
 pub fn sums_between(recs: &[Rec], a: u16, b: u16) -> Vec<SummaryBody> {
-    crate::t_socket::summaries(recs)
+    crate::fixtures::summaries(recs)
         .into_iter()
         .filter(|s| (s.lport, s.rport) == (a, b) || (s.lport, s.rport) == (b, a))
         .collect()

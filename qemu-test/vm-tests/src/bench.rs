@@ -814,7 +814,7 @@ fn measure(plan: &Plan, w: Work, c: Cfg, kept: Option<&Proc>) -> Result<Sample, 
 /// Runs every workload under every configuration, in interleaved rounds; the tables.
 fn compare(plan: &Plan, works: &[Work]) -> Result<String, String> {
     if works.contains(&Work::BulkVeth) {
-        crate::t_socket::veth()?;
+        crate::fixtures::veth()?;
     }
     // Warm up the stack, the page cache and the emulator's translation cache.
     for w in works {
@@ -1103,7 +1103,7 @@ pub fn profile(words: Option<&str>) -> Result<(), String> {
         .filter(|w| plan.wants(w.section()))
         .collect();
     if works.contains(&Work::BulkVeth) {
-        crate::t_socket::veth()?;
+        crate::fixtures::veth()?;
     }
     if sys::module_loaded() {
         sys::rmmod()?;

@@ -5,12 +5,19 @@
 //! [WORDS]` the profile (see `bench.rs`).
 
 mod adv;
+mod adv_kit;
 mod bench;
+mod craft;
 mod dev;
+mod fixtures;
+mod fuzz;
 mod harness;
 mod peer;
 mod sys;
 mod t_adv_blind;
+mod t_adv_cycles;
+mod t_adv_device;
+mod t_adv_peer;
 mod t_adv_socket;
 mod t_basic;
 mod t_device;
@@ -20,6 +27,7 @@ mod t_packet;
 mod t_real;
 mod t_socket;
 mod t_tool;
+mod uffd;
 mod uring;
 
 use harness::Harness;
@@ -28,7 +36,7 @@ use harness::Harness;
 const REPORT: &str = "/dev/ttyS1";
 
 fn main() {
-    if peer::main_if_peer() || t_real::main_if_helper() {
+    if peer::main_if_peer() || t_real::main_if_helper() || fuzz::main_if_fuzz() {
         return;
     }
     if adv::main_if_helper() {
@@ -62,6 +70,10 @@ fn main() {
     t_tool::files(&mut h);
     t_adv_socket::all(&mut h);
     t_adv_blind::all(&mut h);
+    t_adv_peer::all(&mut h);
+    t_adv_device::all(&mut h);
+    t_adv_device::last(&mut h);
+    t_adv_cycles::all(&mut h);
     t_basic::unload(&mut h);
     t_basic::kernel_log(&mut h);
 

@@ -19,9 +19,9 @@ use crate::adv::{
     pattern, read_exact, read_to_eof, say, socket, sum_line, tasks, write_all, Helper, Sa,
 };
 use crate::dev::{Dev, Rec};
+use crate::fixtures::{fresh, summaries};
 use crate::harness::{Harness, TestResult};
 use crate::sys::{self, errno, errno_name};
-use crate::t_socket::{fresh, summaries};
 use crate::{ensure, ensure_eq};
 
 const SYS_ACCEPT4: i64 = 288;

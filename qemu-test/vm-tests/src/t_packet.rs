@@ -5,12 +5,15 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use tcplog_ctl::{self as abi, close, open, PacketBody, Pod};
+use tcplog_ctl::{self as abi, close, open, Pod};
 
-use crate::dev::{Dev, Rec};
+use crate::dev::Dev;
+use crate::fixtures::{
+    collect, exchange, fresh, in_ns, netns_named, nsum, packets, rules, settle, settle_packets,
+    stats, summaries, veth,
+};
 use crate::harness::{Harness, TestResult};
 use crate::sys;
-use crate::t_socket::{collect, exchange, fresh, nsum, settle, summaries};
 use crate::{ensure, ensure_eq};
 
 pub fn all(h: &mut Harness) {
@@ -69,55 +72,6 @@ pub fn all(h: &mut Harness) {
         rules_listing,
     );
     rules(&[]).ok();
-}
-
-fn rules(r: &[&str]) -> Result<(), String> {
-    let mut args = vec!["rules"];
-    if r.is_empty() {
-        args.push("clear");
-    } else {
-        args.push("set");
-        args.extend_from_slice(r);
-    }
-    sys::run_ok(sys::TOOL, &args).map(|_| ())
-}
-
-fn stats() -> Result<abi::RuleStats, String> {
-    let d = Dev::open(false, true)?;
-    let mut s = abi::RuleStats::default();
-    d.ioctl(abi::TCPLOG_IOC_GET_RULE_STATS, &mut s)
-        .map_err(sys::errno_name)?;
-    Ok(s)
-}
-
-struct Pkt {
-    hdr: abi::RecordHeader,
-    body: PacketBody,
-    data: Vec<u8>,
-}
-
-fn packets(recs: &[Rec]) -> Vec<Pkt> {
-    recs.iter()
-        .filter(|r| r.hdr.rtype == abi::rtype::PACKET)
-        .map(|r| {
-            let body = PacketBody::read_from(&r.body).unwrap();
-            let n = std::mem::size_of::<PacketBody>();
-            let len = usize::from(body.ip_hlen)
-                + usize::from(body.l4_hlen)
-                + usize::from(body.payload_len);
-            Pkt {
-                hdr: r.hdr,
-                body,
-                data: r.body[n..n + len].to_vec(),
-            }
-        })
-        .collect()
-}
-
-/// Waits past the repeat window, so that a record waiting for repeats is written.
-fn settle_packets(d: &Dev) -> Result<Vec<Rec>, String> {
-    std::thread::sleep(Duration::from_millis(400));
-    settle(d)
 }
 
 fn udp_port() -> Result<(UdpSocket, u16), String> {
@@ -234,23 +188,6 @@ fn counters_exact() -> TestResult {
         "too few bytes"
     );
     Ok(())
-}
-
-/// Runs `f` on a thread that lives in network namespace `ns`.
-fn in_ns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    let file = std::fs::File::open(format!("/run/netns/{ns}")).map_err(|e| e.to_string())?;
-    std::thread::spawn(move || {
-        // SAFETY: setns on this thread only, with a namespace file it holds open.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err("setns".to_owned());
-        }
-        f()
-    })
-    .join()
-    .map_err(|_| "thread panicked".to_owned())?
 }
 
 fn peer_vanishes() -> TestResult {
@@ -504,7 +441,7 @@ fn ipv6() -> TestResult {
 }
 
 fn namespaces() -> TestResult {
-    crate::t_socket::veth()?;
+    veth()?;
     let d = fresh()?;
     rules(&["log proto udp dport 5353"])?;
     // No receiver is needed: LOCAL_IN sees the datagram before any socket lookup.
@@ -522,10 +459,7 @@ fn namespaces() -> TestResult {
     t.join().map_err(|_| "sender panicked")??;
     let pk = packets(&settle_packets(&d)?);
     rules(&[])?;
-    let (a, b) = (
-        crate::t_socket::netns_named("tla")?,
-        crate::t_socket::netns_named("tlb")?,
-    );
+    let (a, b) = (netns_named("tla")?, netns_named("tlb")?);
     let out: Vec<_> = pk.iter().filter(|p| p.body.netns == a).collect();
     let inn: Vec<_> = pk.iter().filter(|p| p.body.netns == b).collect();
     ensure_eq!(out.len(), 1, "seen leaving tla");

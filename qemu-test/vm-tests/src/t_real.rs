@@ -18,9 +18,9 @@ use serde_json::Value;
 use tcplog_ctl::{self as abi, EventBody, InterimBody, Pod, SummaryBody};
 
 use crate::dev::{Dev, Rec};
+use crate::fixtures::{collect, fresh, summaries};
 use crate::harness::{Harness, TestResult};
 use crate::sys;
-use crate::t_socket::{collect, fresh, summaries};
 use crate::{ensure, ensure_eq};
 
 pub fn all(h: &mut Harness) {
@@ -453,6 +453,17 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
             left_out.extend(last_ack.map(|j| i + 1 + j));
         }
     }
+    // A connection this side reset ends with that reset, as README says: what crosses it (the
+    // peer's FIN, and the resets the kernel answers with from no socket) is not the connection's.
+    if s.close == abi::close::RST_SENT {
+        if let Some(r) = f
+            .packets
+            .iter()
+            .position(|p| p.src == me && p.flags & RST != 0)
+        {
+            left_out.extend(r + 1..f.packets.len());
+        }
+    }
     let (mut pkts, mut ip_bytes) = ([0u64; 2], [0u64; 2]);
     for (i, p) in f.packets.iter().enumerate() {
         if !left_out.contains(&i) {
@@ -462,7 +473,10 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
         }
     }
     let every = [f.pkts[out], f.pkts[inn], f.ip_bytes[out], f.ip_bytes[inn]];
-    if !left_out.is_empty() && [s.pkts_out, s.pkts_in, s.ip_bytes_out, s.ip_bytes_in] == every {
+    if s.flags & abi::SUMF_FIN_WAIT2 != 0
+        && !left_out.is_empty()
+        && [s.pkts_out, s.pkts_in, s.ip_bytes_out, s.ip_bytes_in] == every
+    {
         bad.push(format!(
             "{who}: flagged fin_wait2 (flags {:#x}), yet it counts every packet, the peer's FIN and the last ACK included",
             s.flags
@@ -482,23 +496,17 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
                 "{who}: {what} {got}, tcpdump {want}{}",
                 if left_out.is_empty() {
                     ""
+                } else if s.close == abi::close::RST_SENT {
+                    " (without what came after this side's reset)"
                 } else {
                     " (without the peer's FIN and the last ACK: fin_wait2)"
                 }
             ));
         }
     }
-    // Nothing but what the flag says comes after the summary.
-    let after: Vec<usize> = (0..f.packets.len())
-        .filter(|&i| f.packets[i].ts_ns > time_ns && !left_out.contains(&i))
-        .collect();
-    if !after.is_empty() && bad.is_empty() {
-        bad.push(format!(
-            "{who}: {} packets after the summary (flags {:#x}) yet counted in it",
-            after.len(),
-            s.flags
-        ));
-    }
+    // (The capture's timestamps are no oracle for which packets precede the summary: tcpdump
+    // stamps a loopback packet when it is delivered, after the hook counted it on its way out.
+    // The counts are.)
     // How it ended, as the capture shows it: a reset sent by one side, or FINs.
     let rst_from = f.packets.iter().find(|p| p.flags & RST != 0).map(|p| p.src);
     let want_close = match rst_from {

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use tcplog_ctl::{self as abi, close, op, open, EventBody, Pod, SummaryBody};
 
 use crate::dev::{self, Dev, Rec};
+use crate::fixtures::{
+    collect, exchange, fresh, netns_named, nsum, set_filter, settle, summaries, veth, Exchange,
+    IN_A, IN_B,
+};
 use crate::harness::{Harness, TestResult};
 use crate::peer;
 use crate::sys;
@@ -128,48 +132,6 @@ fn netns_of(pid: &str) -> Result<u32, String> {
         .map_err(|_| format!("odd link {s}"))
 }
 
-pub fn netns_named(name: &str) -> Result<u32, String> {
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(format!("/run/netns/{name}")).map_err(|e| e.to_string())?;
-    Ok(md.ino() as u32)
-}
-
-/// A reader positioned after everything buffered, with the default configuration and no filter.
-pub fn fresh() -> Result<Dev, String> {
-    let d = Dev::rw()?;
-    d.set_config(&abi::Config::DEFAULT)
-        .map_err(sys::errno_name)?;
-    set_filter(&d, &abi::Filter::default())?;
-    d.seek_end()?;
-    Ok(d)
-}
-
-fn set_filter(d: &Dev, f: &abi::Filter) -> Result<(), String> {
-    let mut f = *f;
-    d.ioctl(abi::TCPLOG_IOC_SET_FILTER, &mut f)
-        .map(|_| ())
-        .map_err(|e| format!("SET_FILTER: {}", sys::errno_name(e)))
-}
-
-/// Reads until `done` says enough arrived, or five seconds pass.
-pub fn collect(d: &Dev, done: impl Fn(&[Rec]) -> bool) -> Result<Vec<Rec>, String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut recs = Vec::new();
-    loop {
-        recs.extend(d.drain()?);
-        if done(&recs) || Instant::now() > deadline {
-            return Ok(recs);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Reads for a short while, when what matters is that nothing (more) arrives.
-pub fn settle(d: &Dev) -> Result<Vec<Rec>, String> {
-    std::thread::sleep(Duration::from_millis(300));
-    d.drain()
-}
-
 fn events(recs: &[Rec]) -> Vec<EventBody> {
     recs.iter()
         .filter(|r| r.hdr.rtype == abi::rtype::EVENT)
@@ -177,47 +139,10 @@ fn events(recs: &[Rec]) -> Vec<EventBody> {
         .collect()
 }
 
-pub fn summaries(recs: &[Rec]) -> Vec<SummaryBody> {
-    recs.iter()
-        .filter(|r| r.hdr.rtype == abi::rtype::SUMMARY)
-        .map(|r| SummaryBody::read_from(&r.body).unwrap())
-        .collect()
-}
-
-pub fn nsum(n: usize) -> impl Fn(&[Rec]) -> bool {
-    move |r: &[Rec]| summaries(r).len() >= n
-}
-
 fn find(evs: &[EventBody], op: u16, pid: u32) -> Result<&EventBody, String> {
     evs.iter()
         .find(|e| e.op == op && e.pid == pid)
         .ok_or_else(|| format!("no op {op} event of pid {pid} among {} events", evs.len()))
-}
-
-/// One connection between helper processes: the server reads `up` bytes and answers `down`.
-pub struct Exchange {
-    pub server_pid: u32,
-    pub client_pid: u32,
-    pub port: u16,
-}
-
-pub fn exchange(
-    server_wrap: &[&str],
-    bind: &str,
-    client_wrap: &[&str],
-    connect_host: &str,
-    up: usize,
-    down: usize,
-) -> Result<Exchange, String> {
-    let srv = peer::server(server_wrap, bind, up, down)?;
-    let port = srv.port;
-    let client_pid = peer::client(client_wrap, &format!("{connect_host}:{port}"), up, down)?;
-    let server_pid = srv.finish()?;
-    Ok(Exchange {
-        server_pid,
-        client_pid,
-        port,
-    })
 }
 
 // Tests.
@@ -557,33 +482,6 @@ fn ipv6() -> TestResult {
     ensure_eq!((c.family, c.laddr, c.raddr), (abi::AF_INET6, LO6, LO6));
     Ok(())
 }
-
-/// Two namespaces joined by a veth pair: tla has 10.99.0.1, tlb 10.99.0.2 (and fd99::1, fd99::2).
-pub fn veth() -> Result<(), String> {
-    if std::path::Path::new("/run/netns/tlb").exists() {
-        return Ok(());
-    }
-    sys::run_ok("modprobe", &["veth"])?;
-    for cmd in [
-        "netns add tla",
-        "netns add tlb",
-        "link add va netns tla type veth peer name vb netns tlb",
-        "-n tla addr add 10.99.0.1/24 dev va",
-        "-n tlb addr add 10.99.0.2/24 dev vb",
-        "-n tla addr add fd99::1/64 dev va nodad",
-        "-n tlb addr add fd99::2/64 dev vb nodad",
-        "-n tla link set va up",
-        "-n tlb link set vb up",
-        "-n tla link set lo up",
-        "-n tlb link set lo up",
-    ] {
-        sys::run_ok("ip", &cmd.split(' ').collect::<Vec<_>>())?;
-    }
-    Ok(())
-}
-
-pub const IN_A: [&str; 4] = ["ip", "netns", "exec", "tla"];
-pub const IN_B: [&str; 4] = ["ip", "netns", "exec", "tlb"];
 
 fn veth_namespaces() -> TestResult {
     veth()?;

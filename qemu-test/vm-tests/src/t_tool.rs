@@ -287,7 +287,7 @@ fn follow_write_read() -> TestResult {
         .spawn()
         .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(500));
-    crate::t_socket::exchange(&[], "127.0.0.1:0", &[], "127.0.0.1", 1000, 2000)?;
+    crate::fixtures::exchange(&[], "127.0.0.1:0", &[], "127.0.0.1", 1000, 2000)?;
     tool(&["mark", "--value", "9", "--count", "3"])?;
     std::thread::sleep(Duration::from_millis(800));
     kill(child.id(), libc::SIGINT);

@@ -23,6 +23,26 @@ kenv=$("$repo/scripts/build-root.sh" | sed -n 's/^KENV=//p')
 # shellcheck source=/dev/null
 . "$kenv"
 
+# Kbuild's copy of rust/Makefile's bindgen_skip_c_flags (the headers tree does not ship it) must
+# be the kernel source's own: a flag the kernel drops for bindgen and we pass would make libclang
+# fail or, worse, see other layouts. The source's rust/Makefile is taken from linux-source-7.3
+# once per kernel version.
+flag_list() { awk -v v="$1" '$1 == v && ($2 == ":=" || $2 == "=") { on = 1; $1 = ""; $2 = "" }
+	on { line = $0; sub(/\\$/, "", line); printf "%s ", line; if ($0 !~ /\\$/) exit }' "$2" |
+	tr -s ' \t' '\n' | sed '/^$/d' | sort; }
+ref=${BUILD_ROOT%/root}/kernel-$KVER/reference/rust-Makefile
+if [ ! -s "$ref" ]; then
+	mkdir -p "${ref%/*}"
+	"$repo/scripts/in-root.sh" "$kenv" tar -xOf /usr/src/linux-source-7.3.tar.xz --wildcards '*/rust/Makefile' >"$ref.tmp"
+	mv "$ref.tmp" "$ref"
+fi
+if ! skip_diff=$(diff <(flag_list bindgen_skip_c_flags "$ref") <(flag_list tcplog_bindgen_skip_c_flags "$repo/Kbuild")) ||
+	[ -z "$(flag_list bindgen_skip_c_flags "$ref")" ]; then
+	echo "build: Kbuild's tcplog_bindgen_skip_c_flags differs from rust/Makefile's bindgen_skip_c_flags of $KPKG_VERSION (< the kernel's, > Kbuild's):" >&2
+	echo "$skip_diff" >&2
+	exit 1
+fi
+
 start=$(date +%s)
 "$repo/scripts/in-root.sh" "$kenv" sh -euc "
 	cd /src
@@ -38,14 +58,7 @@ dkenv=$("$repo/scripts/debug-kernel.sh" "$kenv" | sed -n 's/^DKENV=//p')
 # shellcheck source=/dev/null
 . "$dkenv"
 start=$(date +%s)
-# The module's sources (what kbuild reads: Kbuild, the crate and what it includes), without build
-# products, copied with their times so that kbuild rebuilds only what changed.
-copy=$repo/target/debug-lane/module
-mkdir -p "$copy"
-tar -C "$repo" --exclude=./target --exclude=./.git --exclude=./qemu-test --exclude=./userspace-tool \
-	--exclude='*.o' --exclude='*.ko' --exclude='*.mod' --exclude='*.mod.c' --exclude='.*.cmd' \
-	--exclude=Module.symvers --exclude=modules.order --exclude=./module/bindings_generated.rs \
-	-cf - . | tar -C "$copy" -xf -
+"$repo/scripts/copy-module-sources.sh" "$repo/target/debug-lane/module"
 "$repo/scripts/in-root.sh" "$kenv" \
 	make -s -C "$DK_TREE_IN_ROOT" ARCH=x86_64 LLVM="$DK_LLVM" M=/src/target/debug-lane/module modules >&2
 echo "[build] tcplog.ko for the debug kernel $DK_KREL built in $(($(date +%s) - start)) s" >&2

@@ -62,7 +62,19 @@ metadata() {
 		[ -n "$(modinfo_field author /src/tcplog.ko)" ] &&
 		[ -n "$(modinfo_field description /src/tcplog.ko)" ]
 }
+# The whole module through clippy (kbuild's CLIPPY=1 runs clippy-driver in place of rustc, with
+# the lints the kernel's own Rust code is held to), from a copy of the sources so that every file
+# is linted, not only those changed since the last build: any warning fails.
+clippy_clean() {
+	local out
+	rm -rf "$repo/target/clippy/module"
+	"$repo/scripts/copy-module-sources.sh" "$repo/target/clippy/module"
+	out=$("$repo/scripts/in-root.sh" "$kenv" make -s -C "$KDIR_IN_ROOT" M=/src/target/clippy/module CLIPPY=1 modules 2>&1) ||
+		{ echo "$out"; return 1; }
+	! grep -E '^(warning|error)' <<<"$out" || { echo "$out"; return 1; }
+}
 check "tcplog.ko has the vermagic of Debian's own modules" same_vermagic
+check "make CLIPPY=1: the module is clippy-clean" clippy_clean
 check "tcplog.ko is licensed GPL" license_gpl
 check "tcplog.ko names itself, its authors and what it does" metadata
 

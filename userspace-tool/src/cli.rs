@@ -43,6 +43,7 @@ pub struct WriteArgs {
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<PathBuf>,
     /// Start a new file when FILE would grow past SIZE (like 10M); older ones become FILE.1, ...
+    /// An existing FILE that holds records becomes FILE.1 first: a restart keeps the earlier log.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "write")]
     pub rotate: Option<u64>,
     /// How many rotated files to keep.

@@ -120,7 +120,9 @@ pub enum HeaderError {
 }
 
 /// Writes a log file, rotating it when it would grow past `rotate` bytes: FILE is always the
-/// newest, older ones are FILE.1, FILE.2, ... up to `keep` of them.
+/// newest, older ones are FILE.1, FILE.2, ... up to `keep` of them. With rotation, a FILE that
+/// already holds records (a restarted service's earlier log) is rotated away first, not
+/// overwritten.
 pub struct LogWriter {
     path: PathBuf,
     file: File,
@@ -131,6 +133,11 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn create(path: &Path, rotate: Option<u64>, keep: u32) -> Result<Self> {
+        if rotate.is_some()
+            && fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > HEADER_LEN as u64)
+        {
+            shift_older(path, keep)?;
+        }
         let (file, size) = Self::start(path)?;
         Ok(LogWriter {
             path: path.to_owned(),
@@ -139,6 +146,14 @@ impl LogWriter {
             rotate,
             keep,
         })
+    }
+
+    /// Puts what was written on disk, so that a log a stopped service leaves is there after a
+    /// crash or power loss too.
+    pub fn finish(self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::file("writing", &self.path, e))
     }
 
     fn start(path: &Path) -> Result<(File, u64)> {
@@ -154,18 +169,7 @@ impl LogWriter {
     }
 
     fn rotate_now(&mut self) -> Result<()> {
-        let name = |i: u32| {
-            let mut p = self.path.clone().into_os_string();
-            p.push(format!(".{i}"));
-            PathBuf::from(p)
-        };
-        let _ = fs::remove_file(name(self.keep));
-        for i in (1..self.keep).rev() {
-            let _ = fs::rename(name(i), name(i + 1));
-        }
-        if self.keep > 0 {
-            fs::rename(&self.path, name(1)).map_err(|e| Error::file("rotating", &self.path, e))?;
-        }
+        shift_older(&self.path, self.keep)?;
         let (file, size) = Self::start(&self.path)?;
         self.file = file;
         self.size = size;
@@ -202,6 +206,24 @@ impl LogWriter {
         self.size += b.len() as u64;
         Ok(())
     }
+}
+
+/// Renames FILE to FILE.1, FILE.1 to FILE.2, ..., dropping what would become FILE.(keep+1); with
+/// `keep` 0, FILE is left to be overwritten.
+fn shift_older(path: &Path, keep: u32) -> Result<()> {
+    let name = |i: u32| {
+        let mut p = path.to_path_buf().into_os_string();
+        p.push(format!(".{i}"));
+        PathBuf::from(p)
+    };
+    let _ = fs::remove_file(name(keep));
+    for i in (1..keep).rev() {
+        let _ = fs::rename(name(i), name(i + 1));
+    }
+    if keep > 0 {
+        fs::rename(path, name(1)).map_err(|e| Error::file("rotating", path, e))?;
+    }
+    Ok(())
 }
 
 /// Problems found in a file, reported after its good records.
@@ -417,6 +439,32 @@ mod tests {
         }
         // 16 records in files of 5: the oldest file (seq 0-4) rotated away.
         assert_eq!(all, (5..16).collect::<Vec<u64>>());
+    }
+
+    /// A restarted writer (a service started again, after a reload or a reboot) moves the earlier
+    /// log to FILE.1 instead of overwriting it; a file holding only a header is simply reused.
+    #[test]
+    fn a_restarted_rotating_writer_keeps_the_earlier_log() {
+        let p = tmp("restart");
+        let limit = 1 << 20;
+        let mut w = LogWriter::create(&p, Some(limit), 3).unwrap();
+        w.write(&mark(0, 0)).unwrap();
+        w.finish().unwrap();
+        LogWriter::create(&p, Some(limit), 3)
+            .unwrap()
+            .finish()
+            .unwrap();
+        let mut w = LogWriter::create(&p, Some(limit), 3).unwrap();
+        w.write(&mark(1, 0)).unwrap();
+        w.finish().unwrap();
+        let seqs = |f: &str| -> Vec<u64> {
+            let (_, recs, damage) = read(Path::new(&format!("{}{f}", p.display()))).unwrap();
+            assert!(damage.is_clean());
+            recs.iter().map(|r| r.header.seq).collect()
+        };
+        assert_eq!(seqs(".1"), [0]);
+        assert_eq!(seqs(""), [1]);
+        assert!(!Path::new(&format!("{}.2", p.display())).exists());
     }
 
     #[test]

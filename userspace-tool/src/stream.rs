@@ -204,6 +204,9 @@ impl<'a> Pipeline<'a> {
 
     pub fn finish(mut self) -> Result<()> {
         self.flush()?;
+        if let Some(w) = self.raw.take() {
+            w.finish()?;
+        }
         if let Some(p) = self.pcap.take() {
             let skipped = p.skipped;
             p.finish()?;
@@ -236,7 +239,9 @@ pub fn dump(path: &Path, o: &OutputArgs, w: &WriteArgs, out: &mut dyn Write) -> 
 }
 
 /// Prints (and writes) records as they arrive until interrupted (SIGINT or SIGTERM), then the
-/// totals: TCPLogger's loop that displays and writes.
+/// totals: TCPLogger's loop that displays and writes. A signal only sets a flag: the batch being
+/// written is finished, then what was produced until the signal is read and written too, so a
+/// stopped follow leaves whole records, up to the moment it was told to stop.
 pub fn follow(
     path: &Path,
     o: &OutputArgs,
@@ -271,12 +276,26 @@ pub fn follow(
             }
             return Err(Error::io("poll", e));
         }
-        loop {
+        // Records may come faster than they are read: the flag is checked between reads too.
+        while !stop.load(Ordering::Relaxed) {
             let n = dev.read_records(&mut buf)?;
             if n == 0 {
                 break;
             }
             p.feed(&buf[..n])?;
+        }
+    }
+    // What was produced until now still goes into the log, and nothing after: however fast
+    // records keep coming, stopping takes as long as reading the ring once.
+    let end = dev.status()?.records_produced;
+    loop {
+        let n = dev.read_records(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        match p.feed(&buf[..n])? {
+            Some(seq) if seq + 1 >= end => break,
+            _ => {}
         }
     }
     let (records, lost) = (p.records, p.lost);

@@ -8,6 +8,9 @@
 #                             own toolchain, and the tool with the host's cargo
 #   make demo                 build, boot the VM, show the tool working (README's main command)
 #   make check                every test: host, module, VM; ends with "N passed, N failed"
+#   make deb                  the Debian packages tcplog-modules-RELEASE and tcplog, in target/deb/
+#                             (KEY=... CERT=...: with the module signed by that key)
+#   make sign KEY=k CERT=c    tcplog.ko signed with that key: target/signed/tcplog.ko
 #   make clean
 #
 # kbuild reads Kbuild, not this file, when it builds the module (M=...).
@@ -15,7 +18,7 @@
 KDIR ?=
 CARGO ?= cargo
 
-.PHONY: all module tool demo check clean
+.PHONY: all module tool demo check deb sign clean
 
 ifeq ($(KDIR),)
 all:
@@ -35,6 +38,13 @@ demo:
 
 check:
 	./scripts/check.sh
+
+deb:
+	./scripts/deb.sh $(if $(KEY),--key $(KEY) --cert $(CERT))
+
+sign: all
+	@[ -n "$(KEY)" ] && [ -n "$(CERT)" ] || { echo "make sign needs KEY=private-key.pem CERT=certificate" >&2; exit 2; }
+	./scripts/sign.sh $(KEY) $(CERT)
 
 clean:
 	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order module/*.o module/.*.cmd \

@@ -22,9 +22,11 @@ JOBS=$(nproc)
 # built with) and its clippy (for `make CLIPPY=1`), cargo for the userspace crates, and what
 # the VM image takes from it (conntrack: the benchmarks' peer). bpftrace and perf, about 100 MB,
 # are installed by qemu-test/image/peers.sh when a benchmark or profile first needs them.
+# Packaging (scripts/deb.sh): dpkg-dev for dpkg-shlibdeps, lintian checks the .debs, systemd's
+# systemd-analyze the unit, openssl makes the throwaway key of the signing check.
 PKGS="rustc rust-src cargo bindgen libclang-dev gcc-14 make bc flex bison libelf-dev libssl-dev
 	xz-utils cpio kmod python3 pahole busybox-static iproute2 tcpdump ca-certificates conntrack
-	curl socat rust-clippy"
+	curl socat rust-clippy dpkg-dev lintian systemd openssl"
 
 log() { printf '[build-root] %s\n' "$*" >&2; }
 die() { printf '[build-root] error: %s\n' "$*" >&2; exit 1; }

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# `make deb`: builds the module and the tool in the build root (scripts/build.sh), then the Debian
+# packages tcplog-modules-RELEASE (the module for Debian's kernel RELEASE) and tcplog (the tool,
+# its man page and completions, tcplog.service and /etc/tcplog/) with packaging/debian/assemble.sh,
+# checks them with lintian (any warning or error fails) and the unit with systemd-analyze.
+#
+# Usage: scripts/deb.sh [--key KEY --cert CERT]
+#   With a key, the packaged module is signed with it (scripts/sign.sh); without, it is only
+#   stripped of its debug information, as Debian's own modules are.
+# The packages go to target/deb/; their paths are printed on stdout, one a line.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+die() { printf '[deb] error: %s\n' "$*" >&2; exit 1; }
+key='' cert=''
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--key) key=${2:?--key needs a file}; shift 2 ;;
+	--cert) cert=${2:?--cert needs a file}; shift 2 ;;
+	*) die "unknown argument '$1' (usage: scripts/deb.sh [--key KEY --cert CERT])" ;;
+	esac
+done
+if { [ -n "$key" ] && [ -z "$cert" ]; } || { [ -z "$key" ] && [ -n "$cert" ]; }; then
+	die "--key and --cert go together"
+fi
+
+start=$(date +%s)
+kenv=$("$repo/scripts/build.sh" | sed -n 's/^KENV=//p')
+[ -n "$kenv" ] || die "the build failed"
+# shellcheck source=/dev/null
+. "$kenv"
+out=$repo/target/deb
+rm -rf "$out"
+mkdir -p "$out"
+
+ko=$out/module/tcplog.ko
+if [ -n "$key" ]; then
+	TCPLOG_KENV=$kenv "$repo/scripts/sign.sh" "$key" "$cert" "$repo/tcplog.ko" "$ko" >/dev/null
+else
+	mkdir -p "${ko%/*}"
+	"$repo/scripts/in-root.sh" "$kenv" strip --strip-debug --remove-section=.comment \
+		--remove-section=.note -o "/src/${ko#"$repo"/}" /src/tcplog.ko
+fi
+
+debs=$("$repo/scripts/in-root.sh" "$kenv" bash /src/packaging/debian/assemble.sh "$KVER" \
+	"$KPKG_VERSION" "/src/${ko#"$repo"/}" /src/target/deb)
+[ -n "$debs" ] || die "no package was made"
+
+# lintian: errors and warnings fail; informational tags are shown, to be judged.
+in_debs=()
+while read -r d; do in_debs+=("$d"); done <<<"$debs"
+lint=$("$repo/scripts/in-root.sh" "$kenv" lintian --fail-on error,warning --display-info \
+	"${in_debs[@]}" 2>&1 | sed '/^running with root privileges is not recommended!$/d') ||
+	{ printf '%s\n' "$lint" >&2; die "lintian found problems"; }
+[ -z "$lint" ] || printf '[deb] lintian says (information only):\n%s\n' "$lint" >&2
+
+# The unit: systemd-analyze verify (syntax, directives, executables: all but the tool, which the
+# build root does not have installed) and the exposure score of its sandbox.
+"$repo/scripts/in-root.sh" "$kenv" sh -euc '
+	d=$(mktemp -d)
+	cp /src/packaging/debian/tcplog.service "$d/"
+	systemd-analyze verify --man=no "$d/tcplog.service" 2>&1 |
+		grep -v "^tcplog.service: Command /usr/bin/tcplog is not executable" || true
+	dpkg-deb -x "$1" "$d/pkg"
+	systemd-analyze security --offline=yes --root="$d/pkg" --no-pager tcplog.service 2>&1 | tail -n 1
+	rm -rf "$d"
+' analyze "$(grep '/tcplog_' <<<"$debs")" | sed 's/^/[deb] /' >&2
+
+echo "[deb] packages built and checked in $(($(date +%s) - start)) s" >&2
+printf '%s\n' "${debs//\/src\//$repo/}"

@@ -73,10 +73,54 @@ clippy_clean() {
 		{ echo "$out"; return 1; }
 	! grep -E '^(warning|error)' <<<"$out" || { echo "$out"; return 1; }
 }
+# Secure Boot: tcplog.ko signed (scripts/sign.sh: the kernel's sign-file) with a throwaway key
+# made here carries a signature that modinfo attributes to that key and that openssl verifies,
+# as PKCS#7 over the rest of the file, against the certificate; one changed byte fails it.
+signature_verifies() {
+	local d ko=$repo/target/sign-check/tcplog.ko cn="tcplog check $$" v size siglen rc=1
+	d=$(mktemp -d)
+	if ! openssl req -new -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$cn/" \
+		-keyout "$d/key.pem" -out "$d/cert.pem" 2>"$d/err"; then
+		cat "$d/err"
+	elif ! TCPLOG_KENV=$kenv "$repo/scripts/sign.sh" "$d/key.pem" "$d/cert.pem" "$repo/tcplog.ko" "$ko" \
+		>/dev/null 2>"$d/err"; then
+		cat "$d/err"
+	elif [ "$(modinfo_field signer /src/target/sign-check/tcplog.ko)" != "$cn" ]; then
+		echo "modinfo names signer '$(modinfo_field signer /src/target/sign-check/tcplog.ko)', not '$cn'"
+	elif v=$(modinfo_field sig_key /src/target/sign-check/tcplog.ko | tr -d ':') &&
+		[ "$v" != "$(openssl x509 -in "$d/cert.pem" -noout -serial | sed 's/^serial=//')" ]; then
+		echo "modinfo's sig_key '$v' is not the certificate's serial number"
+	elif [ "$(modinfo_field sig_hashalgo /src/target/sign-check/tcplog.ko)" != sha256 ]; then
+		echo "the signature's hash is not sha256"
+	elif [ "$(tail -c 28 "$ko")" != '~Module signature appended~' ]; then
+		echo "no signature marker at the end of $ko"
+	else
+		# The end of a signed module: the PKCS#7 signature (DER), struct module_signature (12
+		# bytes, the signature's length big-endian in the last 4), the 28-byte marker.
+		siglen=$(tail -c 32 "$ko" | head -c 4 | od -An -tu1 | awk '{ print (($1 * 256 + $2) * 256 + $3) * 256 + $4 }')
+		size=$(stat -c %s "$ko")
+		head -c $((size - 40 - siglen)) "$ko" >"$d/content"
+		tail -c $((40 + siglen)) "$ko" | head -c "$siglen" >"$d/sig.p7"
+		verify() {
+			openssl cms -verify -binary -inform DER -in "$d/sig.p7" -content "$d/content" \
+				-certfile "$d/cert.pem" -nointern -CAfile "$d/cert.pem" -purpose any -out /dev/null 2>&1
+		}
+		if ! verify >/dev/null; then
+			echo "openssl does not verify the module's signature"
+		else
+			printf '\377' | dd of="$d/content" bs=1 seek=4096 conv=notrunc 2>/dev/null
+			if verify >/dev/null; then echo "the signature verifies a changed module too"; else rc=0; fi
+		fi
+	fi
+	rm -rf "$d"
+	return $rc
+}
+
 check "tcplog.ko has the vermagic of Debian's own modules" same_vermagic
 check "make CLIPPY=1: the module is clippy-clean" clippy_clean
 check "tcplog.ko is licensed GPL" license_gpl
 check "tcplog.ko names itself, its authors and what it does" metadata
+check "tcplog.ko signed with a throwaway key: modinfo names the key, openssl verifies the PKCS#7 signature" signature_verifies
 
 # Runs the in-VM suite in one lane and adds its last line's numbers.
 vm_lane() {

@@ -16,6 +16,9 @@
 #          modes it boots with KFENCE sampling every allocation, SLUB debugging and page poisoning.
 #   debug  The debug kernel of scripts/debug-kernel.sh (KASAN, lockdep, ...) and tcplog.ko built
 #          against it with clang.
+#   debian Debian's kernel booting a Debian 13 system (systemd, apt, nginx) from a disk image: the
+#          packages of `make deb` installed, tcplog.service run, a reboot, a purge
+#          (qemu-test/debian/run.sh; test mode only).
 #
 # The console streams to stdout. In test mode the suite's results come back over a second serial
 # port, and the console is then scanned for kernel bug reports (KASAN, lockdep, WARN, ...): that
@@ -33,6 +36,13 @@ esac
 mode=${1:-test}
 filter=${2:-}
 out=$here/out/$lane
+if [ "$lane" = debian ]; then
+	if [ "$mode" != test ] || [ -n "$filter" ]; then
+		echo "[vm] the debian lane has only the test mode, without a filter" >&2
+		exit 2
+	fi
+	exec "$here/debian/run.sh"
+fi
 
 case "$lane" in
 stock)
@@ -77,7 +87,7 @@ debug)
 	boot_args="no5lvl"
 	;;
 *)
-	echo "[vm] unknown lane '$lane' (stock or debug)" >&2
+	echo "[vm] unknown lane '$lane' (stock, debug or debian)" >&2
 	exit 2
 	;;
 esac

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README's test command: host unit tests, checks of the built module, and the in-VM suite in both
 # lanes: Debian's stock kernel with its memory debugging on, then the debug kernel (KASAN,
-# lockdep, ...; see qemu-test/run-vm.sh). TCPLOG_LANES="stock" (or "debug") runs only that lane.
+# lockdep, ...; see qemu-test/run-vm.sh). TCPLOG_LANES="stock" (or "debug") runs only that lane;
+# "debian" is the Debian system lane (packages, service, reboot, purge: qemu-test/debian/run.sh),
+# which runs only when named there (TCPLOG_LANES="stock debug debian").
 # Ends with one line "N passed, N failed" that sums everything; exits nonzero if anything failed.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -159,6 +161,10 @@ for lane in $lanes; do
 		}
 		check "tcplog.ko of the debug lane has the debug kernel's vermagic" debug_vermagic
 		vm_lane debug
+		;;
+	debian)
+		echo "== VM, debian lane: Debian 13 with systemd, the packages installed, the service, a reboot, a purge"
+		vm_lane debian
 		;;
 	*)
 		echo "FAIL unknown lane '$lane' in TCPLOG_LANES"

@@ -24,7 +24,8 @@ if { [ -n "$key" ] && [ -z "$cert" ]; } || { [ -z "$key" ] && [ -n "$cert" ]; };
 fi
 
 start=$(date +%s)
-kenv=$("$repo/scripts/build.sh" | sed -n 's/^KENV=//p')
+# TCPLOG_KENV: the caller has just built (scripts/build.sh) and gives its environment file.
+kenv=${TCPLOG_KENV:-$("$repo/scripts/build.sh" | sed -n 's/^KENV=//p')}
 [ -n "$kenv" ] || die "the build failed"
 # shellcheck source=/dev/null
 . "$kenv"

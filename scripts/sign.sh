@@ -13,7 +13,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 die() { printf '[sign] error: %s\n' "$*" >&2; exit 1; }
-[ $# -ge 2 ] && [ $# -le 4 ] || die "usage: scripts/sign.sh KEY CERT [IN [OUT]]"
+if [ $# -lt 2 ] || [ $# -gt 4 ]; then die "usage: scripts/sign.sh KEY CERT [IN [OUT]]"; fi
 key=$1
 cert=$2
 in=${3:-$repo/tcplog.ko}

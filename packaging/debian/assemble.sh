@@ -122,7 +122,7 @@ install -d "$t/usr/share/bash-completion/completions" "$t/usr/share/zsh/vendor-c
 install -D -m 0644 "$here/tcplog.service" "$t/usr/lib/systemd/system/tcplog.service"
 install -D -m 0644 "$here/tcplog.conf" "$t/etc/tcplog/tcplog.conf"
 install -D -m 0644 "$here/tcplog.rules" "$t/etc/tcplog/rules"
-(cd /src && cargo tree --offline --locked -p tcplog -e normal --prefix none --format '{p}: {l}' 2>/dev/null) |
+(cd /src && cargo tree --offline --locked -p tcplog -e normal,no-proc-macro --prefix none --format '{p}: {l}' 2>/dev/null) |
 	sed 's/ (\/src[^)]*)//; s/ (\*)$//' | grep -v '^tcplog' | LC_ALL=C sort -u >"$work/crates"
 [ -s "$work/crates" ] || die "cargo tree listed no crates"
 docs tcplog "$t" "$work/crates"

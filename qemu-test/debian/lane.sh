@@ -1,0 +1,126 @@
+#!/bin/sh
+# The Debian lane's tests, run by the image's harness (tcplog-lane) at each boot from the payload
+# disk, which also holds the packages (*.deb). Prints "ok NAME" or "FAIL NAME: why" per test.
+#   Boot 1: install the packages with apt, enable the service, make traffic (curl against nginx),
+#           stop the service and read its log; restart it, reload the module; ask for a reboot.
+#   Boot 2: the module is loaded and the service logging again at boot; purge the packages and
+#           check that nothing of them is left.
+# The boot count is kept in /var/lib/tcplog-lane/boot (on the VM's disk, which survives the
+# reboot).
+set -u
+payload=/run/tcplog-lane
+state=/var/lib/tcplog-lane
+mkdir -p "$state"
+boot=$(($(cat "$state/boot" 2>/dev/null || echo 0) + 1))
+echo "$boot" >"$state/boot"
+log=/var/log/tcplog/tcplog.log
+kver=$(uname -r)
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+
+# check NAME COMMAND...: runs the command; its output is shown when it fails.
+check() {
+	name=$1
+	shift
+	if out=$("$@" 2>&1); then
+		echo "ok   $name"
+	else
+		echo "FAIL $name: $(printf '%s' "$out" | tail -n 15)"
+	fi
+}
+
+# A log's records as JSON Lines, from a stopped service's complete file.
+read_log() { tcplog read "$@" --json; }
+
+# curl's connection to nginx shows up in FILE as a summary owned by curl, port 80, bytes both ways.
+curl_summary_in() {
+	read_log "$1" | grep '"type":"summary"' | grep '"comm":"curl"' | grep -q '"rport":80,' ||
+		{ echo "no summary of curl's connection to port 80 in $1:"; read_log "$1" | tail -n 5; return 1; }
+}
+
+service_active() { systemctl is-active --quiet tcplog || { systemctl status --no-pager tcplog; return 1; }; }
+
+# The service's follow holds the device open: a reader besides this status command's own.
+service_reading() {
+	s=$(tcplog status --json) || return 1
+	printf '%s' "$s" | grep -q '"readers":[2-9][,}]' || { echo "$s"; return 1; }
+}
+
+traffic() { curl -sS -o /dev/null --max-time 20 http://127.0.0.1/; }
+
+# Waits up to $1 seconds for a command to succeed; shows its output if it never does.
+wait_for() {
+	t=$1
+	shift
+	while ! "$@" >/dev/null 2>&1; do
+		t=$((t - 1))
+		if [ "$t" -le 0 ]; then
+			"$@"
+			return 1
+		fi
+		sleep 1
+	done
+}
+
+echo "tcplog-lane: boot $boot, kernel $kver"
+case "$boot" in
+1)
+	check "apt installs the packages" apt-get install -y -q --no-install-recommends \
+		"$payload"/tcplog-modules-*.deb "$payload"/tcplog_*.deb
+	check "the module is installed in updates/ and indexed by depmod" \
+		sh -c "modinfo -n tcplog | grep -qx '/usr/lib/modules/$kver/updates/tcplog.ko\|/lib/modules/$kver/updates/tcplog.ko'"
+	check "the man page and completions are installed" \
+		test -e /usr/share/man/man1/tcplog.1.gz -a -e /usr/share/bash-completion/completions/tcplog
+	check "the service is not enabled by installation" sh -c '! systemctl is-enabled --quiet tcplog'
+	check "systemctl enable --now tcplog" systemctl enable --now tcplog
+	check "the service is active" wait_for 30 service_active
+	check "the service's follow reads the device" wait_for 30 service_reading
+	check "the module was loaded by the service" sh -c 'grep -q "^tcplog " /proc/modules'
+	check "curl fetches nginx's page" traffic
+	sleep 1
+	check "systemctl stop tcplog" systemctl stop tcplog
+	check "the stopped follow exited cleanly" sh -c \
+		'[ "$(systemctl show -P ExecMainStatus tcplog)" = 0 ] && ! systemctl is-failed --quiet tcplog'
+	check "the log is complete: tcplog read finds no damage" read_log "$log"
+	check "the log holds curl's connection to nginx" curl_summary_in "$log"
+	check "the log holds the service's configuration (CONFIG records)" \
+		sh -c "tcplog read $log --json | grep -q '\"type\":\"config\"'"
+	check "systemctl start tcplog again" systemctl start tcplog
+	check "a restart keeps the earlier log as tcplog.log.1" curl_summary_in "$log.1"
+	check "the module cannot be unloaded while the service reads it" sh -c '! modprobe -r tcplog'
+	check "reloading the module: stop, modprobe -r, start" sh -c \
+		'systemctl stop tcplog && modprobe -r tcplog && ! grep -q "^tcplog " /proc/modules && systemctl start tcplog'
+	check "after the reload the service reads the new module" wait_for 30 service_reading
+	# A changed configuration reaches a fresh module at start, and a running one at reload.
+	sed -i 's/^FILTER=""/FILTER="--port 80"/' /etc/tcplog/tcplog.conf
+	check "systemctl reload applies a changed filter" sh -c \
+		'systemctl reload tcplog && tcplog filter | grep -q 80'
+	sed -i 's/^FILTER="--port 80"/FILTER=""/' /etc/tcplog/tcplog.conf
+	check "systemctl reload clears it again" sh -c 'systemctl reload tcplog && ! tcplog filter | grep -q 80'
+	systemd-analyze security --no-pager tcplog | tail -n 1
+	echo "tcplog-lane: rebooting"
+	touch /run/tcplog-lane.reboot
+	;;
+2)
+	check "after the reboot the service is active" wait_for 60 service_active
+	check "after the reboot the module is loaded" sh -c 'grep -q "^tcplog " /proc/modules'
+	check "after the reboot the service's follow reads the device" wait_for 30 service_reading
+	check "curl fetches nginx's page" traffic
+	sleep 1
+	check "systemctl stop tcplog" systemctl stop tcplog
+	check "the log of this boot holds curl's connection" curl_summary_in "$log"
+	check "the journal has this boot's start of the service" sh -c \
+		'journalctl -b -u tcplog --no-pager | grep -q "Started tcplog.service\|Started tcplog"'
+	journalctl -b -u tcplog --no-pager | tail -n 5
+	check "apt purges both packages" apt-get purge -y -q tcplog "tcplog-modules-$kver"
+	check "dpkg knows no tcplog package" sh -c '! dpkg -l "tcplog*" 2>/dev/null | grep -q "^[a-z][a-z] "'
+	check "nothing of the packages is left: files, configuration, logs, enablement" sh -c '
+		left=$(find / -xdev \( -path /run -o -path /proc -o -path /sys -o -path /var/lib/tcplog-lane \) -prune -o \
+			\( -name "*tcplog*" -a ! -name "tcplog-lane*" \) -print 2>/dev/null)
+		[ -z "$left" ] || { echo "left behind: $left"; exit 1; }'
+	check "depmod forgot the module" sh -c "! grep -q tcplog /usr/lib/modules/$kver/modules.dep"
+	;;
+*)
+	echo "FAIL lane: unexpected boot $boot"
+	;;
+esac
+echo "tcplog-lane: boot $boot done"

@@ -45,6 +45,19 @@ service_reading() {
 	printf '%s' "$s" | grep -q '"readers":[2-9][,}]' || { echo "$s"; return 1; }
 }
 
+# Restart=on-failure: a follow killed with SIGKILL is started again (RestartSec=2s).
+restarted_after_kill() {
+	old=$(systemctl show -P MainPID tcplog)
+	systemctl kill -s KILL tcplog || return 1
+	t=60
+	while now=$(systemctl show -P MainPID tcplog); [ "$now" = "$old" ] || [ "$now" = 0 ] ||
+		! systemctl is-active --quiet tcplog; do
+		t=$((t - 1))
+		[ "$t" -gt 0 ] || { systemctl status --no-pager tcplog; return 1; }
+		sleep 1
+	done
+}
+
 traffic() { curl -sS -o /dev/null --max-time 20 http://127.0.0.1/; }
 
 # Waits up to $1 seconds for a command to succeed; shows its output if it never does.
@@ -90,6 +103,8 @@ case "$boot" in
 	check "reloading the module: stop, modprobe -r, start" sh -c \
 		'systemctl stop tcplog && modprobe -r tcplog && ! grep -q "^tcplog " /proc/modules && systemctl start tcplog'
 	check "after the reload the service reads the new module" wait_for 30 service_reading
+	check "a killed follow is restarted (Restart=on-failure)" restarted_after_kill
+	check "the restarted service reads the device" wait_for 30 service_reading
 	# A changed configuration reaches a fresh module at start, and a running one at reload.
 	sed -i 's/^FILTER=""/FILTER="--port 80"/' /etc/tcplog/tcplog.conf
 	check "systemctl reload applies a changed filter" sh -c \

@@ -151,6 +151,20 @@ fn h_park(args: &[&str]) -> TestResult {
                 }
                 None => match socket(libc::AF_INET, libc::SOCK_STREAM, 0) {
                     Ok(s) => {
+                        // More SYN retries than the default 6 (about 127 s), as any user may
+                        // ask: parking thousands of threads can take longer than that on a
+                        // slow kernel, and the first connects must still be blocked at the end.
+                        let syncnt: libc::c_int = 12;
+                        // SAFETY: An int option of a socket we own.
+                        unsafe {
+                            libc::setsockopt(
+                                s.as_raw_fd(),
+                                libc::IPPROTO_TCP,
+                                libc::TCP_SYNCNT,
+                                (&syncnt as *const libc::c_int).cast(),
+                                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                            )
+                        };
                         let _ = connect_raw(s.as_raw_fd(), &dst);
                         // Keep the socket until the process ends.
                         std::mem::forget(s);

@@ -33,7 +33,7 @@ const SYS_READ: i64 = 0;
 const PARK: usize = 4500;
 
 fn park() -> usize {
-    adv::scaled(PARK as u64) as usize
+    crate::adv_kit::scaled(PARK as u64) as usize
 }
 const ROUNDS: usize = 20;
 /// Threads per attacking process (each blocked call holds a descriptor; the VM's hard limit

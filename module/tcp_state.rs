@@ -26,7 +26,7 @@ use crate::probes::TracepointProbe;
 use crate::sock::{InetSock, Kind, SockInfo, TcpSock};
 use crate::summary;
 
-// TCP states, as `include/net/tcp_states.h` numbers them.
+// TCP states, as `srctree/include/net/tcp_states.h` numbers them.
 const TCP_ESTABLISHED: c_int = bindings::TCP_ESTABLISHED as c_int;
 const TCP_SYN_SENT: c_int = bindings::TCP_SYN_SENT as c_int;
 const TCP_SYN_RECV: c_int = bindings::TCP_SYN_RECV as c_int;

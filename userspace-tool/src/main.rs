@@ -9,6 +9,7 @@ mod device;
 mod error;
 mod escape;
 mod events;
+mod ipfix;
 mod logfile;
 mod output;
 mod pcap_out;

@@ -1,31 +1,89 @@
 #!/usr/bin/env bash
-# Builds the VM image and boots Debian's kernel in QEMU with it.
+# Builds the VM image and boots a kernel in QEMU with it.
 #
-# Usage: qemu-test/run-vm.sh test [FILTER]   run the in-VM suite (or the tests matching FILTER)
-#        qemu-test/run-vm.sh demo            the demonstration README's main command shows
-#        qemu-test/run-vm.sh bench [WORDS]   the benchmarks (numbers, not verdicts); WORDS, joined
-#                                            by commas: quick (fewer rounds), and the sections to
-#                                            run (ring, churn, churn2, bulk, memory; all by default)
-#        qemu-test/run-vm.sh profile [WORDS] where the time goes (perf) in churn and bulk with
-#                                            tcplog enabled; WORDS: quick, churn, bulk
-#        qemu-test/run-vm.sh shell           an interactive shell in the VM (serial console)
+# Usage: qemu-test/run-vm.sh [--lane stock|debug] MODE [ARG]
+#   test [FILTER]    run the in-VM suite (or the tests matching FILTER)
+#   demo             the demonstration README's main command shows
+#   bench [WORDS]    the benchmarks (numbers, not verdicts); WORDS, joined by commas: quick (fewer
+#                    rounds), and the sections to run (ring, churn, churn2, bulk, memory; all by
+#                    default)
+#   profile [WORDS]  where the time goes (perf) in churn and bulk with tcplog enabled; WORDS: quick,
+#                    churn, bulk
+#   shell            an interactive shell in the VM (serial console)
+#
+# Lanes (TCPLOG_LANE=... does the same as --lane ...):
+#   stock  Debian's own 7.3 kernel and the tcplog.ko built for it (the default). In test and shell
+#          modes it boots with KFENCE sampling every allocation, SLUB debugging and page poisoning.
+#   debug  The debug kernel of scripts/debug-kernel.sh (KASAN, lockdep, ...) and tcplog.ko built
+#          against it with clang.
 #
 # The console streams to stdout. In test mode the suite's results come back over a second serial
-# port; the exit status is nonzero on any failed test, on a crash and on a timeout (TCPLOG_VM_TIMEOUT
-# seconds, default 900), and the kernel log is printed then.
+# port, and the console is then scanned for kernel bug reports (KASAN, lockdep, WARN, ...): that
+# scan counts as one more test. The last line says "N passed, N failed"; the exit status is
+# nonzero on any failed test, on a crash and on a timeout (TCPLOG_VM_TIMEOUT seconds; default 900,
+# 2400 in the debug lane), and the kernel log is printed then.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+lane=${TCPLOG_LANE:-stock}
+case "${1:-}" in
+--lane) lane=${2:?--lane needs stock or debug}; shift 2 ;;
+--lane=*) lane=${1#--lane=}; shift ;;
+esac
 mode=${1:-test}
 filter=${2:-}
-timeout_s=${TCPLOG_VM_TIMEOUT:-900}
-out=$here/out
+out=$here/out/$lane
 
-kenv=$("$repo/scripts/build.sh" | sed -n 's/^KENV=//p')
-# shellcheck source=/dev/null
-. "$kenv"
+case "$lane" in
+stock)
+	kenv=$("$repo/scripts/build.sh" | sed -n 's/^KENV=//p')
+	# shellcheck source=/dev/null
+	. "$kenv"
+	kernel=$VMLINUZ
+	krel=$KVER
+	moddir=$MODDIR_IN_ROOT
+	ko=/src/tcplog.ko
+	mem=1024
+	timeout_s=${TCPLOG_VM_TIMEOUT:-900}
+	# Debian's kernel has KFENCE (off unless sampled), SLUB_DEBUG and PAGE_POISONING: the tests
+	# turn them on; the demo and the benchmarks run as the kernel ships.
+	debug_args="kfence.sample_interval=1 slub_debug=FZPU page_poison=1"
+	boot_args=""
+	;;
+debug)
+	envs=$("$repo/scripts/build.sh" --lane debug)
+	kenv=$(sed -n 's/^KENV=//p' <<<"$envs")
+	dkenv=$(sed -n 's/^DKENV=//p' <<<"$envs")
+	[ -n "$kenv" ] && [ -n "$dkenv" ] || { echo "[vm] the debug lane's build failed" >&2; exit 1; }
+	# shellcheck source=/dev/null
+	. "$kenv"
+	# shellcheck source=/dev/null
+	. "$dkenv"
+	kernel=$DK_BZIMAGE
+	krel=$DK_KREL
+	moddir=$DK_MODDIR_IN_ROOT
+	ko=/src/target/debug-lane/module/tcplog.ko
+	# KASAN's shadow takes an eighth of the memory and its quarantine holds freed objects.
+	mem=2048
+	timeout_s=${TCPLOG_VM_TIMEOUT:-2400}
+	# Every KASAN report, not only the first; RCU stall reports after a minute rather than 21 s,
+	# as TCG on a busy host can stall a CPU for a while without anyone being at fault.
+	# The adversarial suite runs at a quarter of its size (a quarter of the fuzzer's calls and
+	# of the load cycles): KASAN and lockdep under emulation are several times slower.
+	debug_args="kasan_multi_shot rcupdate.rcu_cpu_stall_timeout=60 tlvm_adv_percent=25"
+	# 4-level paging: with QEMU's 5-level paging (-cpu max), 7.3's KASAN reports every access an
+	# interrupt makes while identify_cpu() has cleared the boot CPU's feature bits (LA57 among
+	# them) as a "wild-memory-access", thousands of them, before init even starts.
+	boot_args="no5lvl"
+	;;
+*)
+	echo "[vm] unknown lane '$lane' (stock or debug)" >&2
+	exit 2
+	;;
+esac
 mkdir -p "$out"
-"$repo/scripts/in-root.sh" "$kenv" sh /src/qemu-test/image/assemble.sh "$KVER" "$MODDIR_IN_ROOT" /src/qemu-test/out >&2
+"$repo/scripts/in-root.sh" "$kenv" sh /src/qemu-test/image/assemble.sh "$krel" "$moddir" \
+	"/src/qemu-test/out/$lane" "$ko" >&2
 # The benchmarks' and the profile's peers (bpftrace, perf) ride in an archive of their own, appended.
 case "$mode" in bench | profile)
 	"$repo/scripts/in-root.sh" "$kenv" sh /src/qemu-test/image/peers.sh "/src/${out#"$repo"/}" >&2
@@ -33,28 +91,37 @@ case "$mode" in bench | profile)
 	;;
 esac
 
-append="console=ttyS0 loglevel=4 panic=-1 tlvm_mode=$mode"
+# loglevel=5: warnings reach the console too (lockdep, RCU and WARN reports are warnings).
+append="console=ttyS0 loglevel=5 printk.time=1 panic=-1 $boot_args tlvm_mode=$mode"
+case "$mode" in test | shell) append+=" $debug_args" ;; esac
 [ -n "$filter" ] && append+=" tlvm_filter=$filter"
 # The adversarial tests' seed (printed by each of them), to repeat a run.
 [ -n "${TCPLOG_VM_SEED:-}" ] && append+=" tlvm_seed=$TCPLOG_VM_SEED"
+# The benchmarks load the module with its largest ring and tables once, and take longer.
+case "$mode" in bench | profile)
+	[ "$mem" -ge 2048 ] || mem=2048
+	[ -n "${TCPLOG_VM_TIMEOUT:-}" ] || timeout_s=$((timeout_s > 2400 ? timeout_s : 2400))
+	;;
+esac
 : >"$out/console.log"
 : >"$out/results.log"
-# TCPLOG_VM_ACCEL=tcg,thread=single runs both vCPUs on one host thread: slower, but immune to
-# multi-threaded TCG's faults on kernel text being patched (Oops: int3 at a jump label while
-# tracepoints, probes or modules come and go; see qemu-test/vm-tests/src/t_adv_cycles.rs).
-qemu=(qemu-system-x86_64 -accel "${TCPLOG_VM_ACCEL:-tcg}" -cpu max -smp 2 -m 1024 -nodefaults -display none -no-reboot
-	-kernel "$VMLINUZ" -initrd "$out/initramfs.cpio.gz" -append "$append")
+# Single-threaded TCG (both vCPUs on one host thread) is slower, but immune to multi-threaded
+# TCG's faults on kernel text being patched: an Oops at int3, or a fault mid-instruction, at a
+# jump label while tracepoints, probes or modules come and go, with or without tcplog (see
+# qemu-test/vm-tests/src/t_adv_cycles.rs). Only the benchmarks, which want both host cores, run
+# multi-threaded. TCPLOG_VM_ACCEL overrides either.
+case "$mode" in
+bench | profile) accel=${TCPLOG_VM_ACCEL:-tcg} ;;
+*) accel=${TCPLOG_VM_ACCEL:-tcg,thread=single} ;;
+esac
+qemu=(qemu-system-x86_64 -accel "$accel" -cpu max -smp 2 -m "$mem" -nodefaults -display none
+	-no-reboot -kernel "$kernel" -initrd "$out/initramfs.cpio.gz" -append "$append")
 if [ "$mode" = shell ]; then
 	exec "${qemu[@]}" -serial mon:stdio
 fi
 qemu+=(-serial "file:$out/console.log" -serial "file:$out/results.log")
-# The benchmarks load the module with its largest ring and tables once, and take longer.
-case "$mode" in bench | profile)
-	qemu+=(-m 2048)
-	[ -n "${TCPLOG_VM_TIMEOUT:-}" ] || timeout_s=2400
-	;;
-esac
 
+echo "[vm] lane $lane: kernel $krel, $mem MB, accel $accel"
 start=$(date +%s)
 set +e
 timeout --foreground "$timeout_s" "${qemu[@]}" &
@@ -72,21 +139,28 @@ if [ "$mode" = demo ] || [ "$mode" = bench ] || [ "$mode" = profile ]; then
 fi
 
 # The guest's tty turns \n into \r\n.
-sed -i 's/\r$//' "$out/results.log"
+sed -i 's/\r$//' "$out/results.log" "$out/console.log"
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out/results.log" | tail -1 || true)
 if [ $qrc = 124 ]; then
 	echo "[vm] timed out after $timeout_s s" >&2
 elif [ $qrc != 0 ]; then
 	echo "[vm] QEMU exited with status $qrc" >&2
 fi
-if [ -z "$summary" ]; then
+if [ -n "$summary" ]; then
+	read -r p f < <(awk '{ print $1, $3 }' <<<"$summary")
+else
 	echo "[vm] the suite did not finish; the console's last lines:" >&2
 	tail -n 60 "$out/console.log" >&2
 	# Count what finished, and one failure for the suite that did not.
 	p=$(grep -c '^ok ' "$out/results.log" || true)
-	f=$(grep -c '^FAIL ' "$out/results.log" || true)
-	echo "$p passed, $((f + 1)) failed"
-	exit 1
+	f=$(($(grep -c '^FAIL ' "$out/results.log" || true) + 1))
 fi
-echo "$summary"
-case "$summary" in *" 0 failed") exit 0 ;; *) exit 1 ;; esac
+
+# The host's own look at the kernel log: every kernel message that reached the console.
+if "$here/scan-kernel-log.sh" "host: the $lane lane's kernel log has no bug report" "$out/console.log"; then
+	p=$((p + 1))
+else
+	f=$((f + 1))
+fi
+echo "$p passed, $f failed"
+[ "$f" = 0 ]

@@ -19,12 +19,12 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie
 JOBS=$(nproc)
 # What the build root holds: the kernel's toolchain (Debian 13's rustc is the one the kernel was
-# built with), cargo for the userspace crates, and what the VM image takes from it (conntrack:
-# the benchmarks' peer). bpftrace and perf, about 100 MB, are installed by qemu-test/image/peers.sh
-# when a benchmark or profile first needs them, not for every test run.
+# built with) and its clippy (for `make CLIPPY=1`), cargo for the userspace crates, and what
+# the VM image takes from it (conntrack: the benchmarks' peer). bpftrace and perf, about 100 MB,
+# are installed by qemu-test/image/peers.sh when a benchmark or profile first needs them.
 PKGS="rustc rust-src cargo bindgen libclang-dev gcc-14 make bc flex bison libelf-dev libssl-dev
 	xz-utils cpio kmod python3 pahole busybox-static iproute2 tcpdump ca-certificates conntrack
-	curl socat"
+	curl socat rust-clippy"
 
 log() { printf '[build-root] %s\n' "$*" >&2; }
 die() { printf '[build-root] error: %s\n' "$*" >&2; exit 1; }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# README's test command: host unit tests, checks of the built module, and the in-VM suite.
-# Ends with one line "N passed, N failed"; exits nonzero if anything failed.
+# README's test command: host unit tests, checks of the built module, and the in-VM suite in both
+# lanes: Debian's stock kernel with its memory debugging on, then the debug kernel (KASAN,
+# lockdep, ...; see qemu-test/run-vm.sh). TCPLOG_LANES="stock" (or "debug") runs only that lane.
+# Ends with one line "N passed, N failed" that sums everything; exits nonzero if anything failed.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 passed=0
@@ -60,15 +62,64 @@ metadata() {
 		[ -n "$(modinfo_field author /src/tcplog.ko)" ] &&
 		[ -n "$(modinfo_field description /src/tcplog.ko)" ]
 }
+# The whole module through clippy (kbuild's CLIPPY=1 runs clippy-driver in place of rustc, with
+# the lints the kernel's own Rust code is held to), from a copy of the sources so that every file
+# is linted, not only those changed since the last build: any warning fails.
+clippy_clean() {
+	local out
+	rm -rf "$repo/target/clippy/module"
+	"$repo/scripts/copy-module-sources.sh" "$repo/target/clippy/module"
+	out=$("$repo/scripts/in-root.sh" "$kenv" make -s -C "$KDIR_IN_ROOT" M=/src/target/clippy/module CLIPPY=1 modules 2>&1) ||
+		{ echo "$out"; return 1; }
+	! grep -E '^(warning|error)' <<<"$out" || { echo "$out"; return 1; }
+}
 check "tcplog.ko has the vermagic of Debian's own modules" same_vermagic
+check "make CLIPPY=1: the module is clippy-clean" clippy_clean
 check "tcplog.ko is licensed GPL" license_gpl
 check "tcplog.ko names itself, its authors and what it does" metadata
 
-echo "== VM: the in-kernel suite"
-log=$(mktemp)
-"$repo/qemu-test/run-vm.sh" test | tee "$log"
-read -r p f < <(tail -n 1 "$log" | awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3; next } { print 0, 1 }')
-passed=$((passed + p))
-failed=$((failed + f))
-rm -f "$log"
+# Runs the in-VM suite in one lane and adds its last line's numbers.
+vm_lane() {
+	local lane=$1 log p f
+	log=$(mktemp)
+	"$repo/qemu-test/run-vm.sh" --lane "$lane" test | tee "$log"
+	read -r p f < <(tail -n 1 "$log" | awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3; next } { print 0, 1 }')
+	passed=$((passed + p))
+	failed=$((failed + f))
+	rm -f "$log"
+}
+
+lanes=${TCPLOG_LANES:-stock debug}
+for lane in $lanes; do
+	case "$lane" in
+	stock)
+		echo "== VM, stock lane: Debian's kernel with KFENCE, SLUB debugging and page poisoning"
+		vm_lane stock
+		;;
+	debug)
+		echo "== VM, debug lane: the debug kernel (KASAN, KFENCE, UBSAN, lockdep, KUnit, ...)"
+		start=$(date +%s)
+		dkenv=$("$repo/scripts/build.sh" --lane debug | sed -n 's/^DKENV=//p')
+		echo "[check] the debug lane's kernel and module took $(($(date +%s) - start)) s"
+		if [ -z "$dkenv" ]; then
+			echo "FAIL the debug kernel and tcplog.ko for it build"
+			failed=$((failed + 1))
+			continue
+		fi
+		# shellcheck source=/dev/null
+		. "$dkenv"
+		debug_vermagic() {
+			local v
+			v=$(modinfo_field vermagic /src/target/debug-lane/module/tcplog.ko)
+			case "$v" in "$DK_KREL "*) ;; *) echo "vermagic '$v' is not for $DK_KREL"; return 1 ;; esac
+		}
+		check "tcplog.ko of the debug lane has the debug kernel's vermagic" debug_vermagic
+		vm_lane debug
+		;;
+	*)
+		echo "FAIL unknown lane '$lane' in TCPLOG_LANES"
+		failed=$((failed + 1))
+		;;
+	esac
+done
 finish

@@ -2,15 +2,19 @@
 # Assembles the VM's initramfs. Runs inside the build root (scripts/in-root.sh), with the
 # repository at /src, so that every binary and library comes from Debian 13, like the kernel.
 #
-# Usage: assemble.sh KVER MODDIR OUT
+# Usage: assemble.sh KVER MODDIR OUT [KO]
+#   KVER: the kernel's release; MODDIR: its lib/modules/KVER (with modules.builtin: a module built
+#   into the kernel is not copied); OUT: where initramfs.cpio.gz goes; KO: the tcplog.ko to carry
+#   (default /src/tcplog.ko, the stock kernel's).
 set -eu
 KVER=$1
 MODDIR=$2
 OUT=$3
+KO=${4:-/src/tcplog.ko}
 stage=$OUT/initramfs
 rel=/src/target/buildroot/release
 
-# Kernel modules the tests need, from Debian's modules package, with their dependencies
+# Kernel modules the tests need, from the kernel's modules package, with their dependencies
 # (nf_conntrack and its netlink interface: the benchmarks' conntrack peer).
 MODULES="veth nf_conntrack_netlink"
 
@@ -36,7 +40,7 @@ copy_bin /usr/sbin/conntrack /usr/local/bin/conntrack
 # Real programs for the tests of issue #10: curl (non-blocking connects, --mptcp) and socat.
 copy_bin /usr/bin/curl /usr/local/bin/curl
 copy_bin "$(readlink -f /usr/bin/socat)" /usr/local/bin/socat
-install -m 0644 /src/tcplog.ko lib/tcplog/tcplog.ko
+install -m 0644 "$KO" lib/tcplog/tcplog.ko
 
 # busybox provides everything else; real tools in /usr/local/bin come first in PATH.
 cp /bin/busybox bin/busybox

@@ -32,6 +32,18 @@ pub fn seed() -> u64 {
     })
 }
 
+/// `full` scaled to the suite's size: `tlvm_adv_percent=N` on the kernel command line runs N% of
+/// the full size (the debug lane runs a quarter: KASAN and lockdep under emulation make every call
+/// several times slower); 100 by default.
+pub fn scaled(full: u64) -> u64 {
+    let percent = std::env::var("tlvm_adv_percent")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(100)
+        .clamp(1, 100);
+    (full * percent / 100).max(1)
+}
+
 /// splitmix64: small, fast, and good enough to choose test inputs.
 #[derive(Clone)]
 pub struct Rng(u64);

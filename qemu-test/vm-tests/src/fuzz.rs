@@ -40,8 +40,9 @@ use crate::ensure;
 use crate::harness::TestResult;
 use crate::sys;
 
-const CALLS: u64 = 100_000;
-const THREADS: usize = 8;
+/// Calls made at the suite's full size (see `adv::scaled`).
+pub const CALLS: u64 = 100_000;
+pub const THREADS: usize = 8;
 const SLOTS: i32 = 8;
 const SLOT_BASE: i32 = 200;
 const STUCK: Duration = Duration::from_secs(10);
@@ -62,7 +63,7 @@ pub fn run_fuzz() -> TestResult {
         .args([
             "--adv-fuzz",
             &seed.to_string(),
-            &CALLS.to_string(),
+            &adv::scaled(CALLS).to_string(),
             &THREADS.to_string(),
         ])
         .stdout(Stdio::piped())
@@ -1081,7 +1082,9 @@ fn judge_ioctl(
 }
 
 /// A child reads or polls an inherited descriptor; the parent replaces its own copy, or kills
-/// the child. The child must end either way.
+/// the child. The child must end either way: its blocking read may rightly wait for a record that
+/// never comes (logging off, nobody marking), so it arms SIGALRM, whose default action ends it,
+/// and a read that signals cannot end is what this catches.
 fn fork_call(sh: &Shared, w: usize, fd: i32, rng: &mut Rng) {
     let worker = &sh.workers[w];
     let poll = rng.percent(30);
@@ -1099,8 +1102,9 @@ fn fork_call(sh: &Shared, w: usize, fd: i32, rng: &mut Rng) {
     worker.busy_since.store(sh.now_ms() + 1, Ordering::Relaxed);
     let child = adv::fork_child(|| {
         let mut buf = [0u8; 4096];
-        // SAFETY: The inherited descriptor and a stack buffer.
+        // SAFETY: alarm() has no preconditions; then the inherited descriptor and a stack buffer.
         unsafe {
+            libc::alarm(1);
             if poll {
                 let mut p = libc::pollfd {
                     fd,

@@ -21,6 +21,7 @@ mod t_adv_peer;
 mod t_adv_socket;
 mod t_basic;
 mod t_device;
+mod t_kunit;
 mod t_names;
 mod t_packet;
 mod t_real;
@@ -58,6 +59,7 @@ fn main() {
     let mut h = Harness::new(filter, REPORT);
 
     t_basic::load(&mut h);
+    t_kunit::all(&mut h);
     t_basic::device(&mut h);
     t_device::all(&mut h);
     t_tool::all(&mut h);

@@ -31,12 +31,13 @@ use crate::fixtures;
 use crate::harness::{Harness, TestResult};
 use crate::sys;
 
-/// Cycles run: 100, or `tlvm_cycles=N` from the kernel command line.
+/// Cycles run: 100 scaled to the suite's size (`adv::scaled`), or `tlvm_cycles=N` from the kernel
+/// command line.
 fn cycles_wanted() -> u32 {
     std::env::var("tlvm_cycles")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
+        .unwrap_or_else(|| adv::scaled(100) as u32)
 }
 
 /// How long a killed child may take to end: one inside ENABLE re-registers every hook of the
@@ -46,7 +47,10 @@ const KILL_LIMIT: Duration = Duration::from_secs(30);
 pub fn all(h: &mut Harness) {
     adv::run(
         h,
-        "adv cycles: 100 insmod/rmmod cycles under TCP and UDP traffic, blocked readers and pollers, pending repeats, namespace churn and rules replaced",
+        &format!(
+            "adv cycles: {} insmod/rmmod cycles under TCP and UDP traffic, blocked readers and pollers, pending repeats, namespace churn and rules replaced",
+            cycles_wanted()
+        ),
         cycles,
     );
 }

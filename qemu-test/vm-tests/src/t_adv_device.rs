@@ -46,7 +46,11 @@ pub fn all(h: &mut Harness) {
     );
     adv::run(
         h,
-        "adv device: 100000 random calls from 8 threads: allowed errnos only, none hangs",
+        &format!(
+            "adv device: {} random calls from {} threads: allowed errnos only, none hangs",
+            adv::scaled(crate::fuzz::CALLS),
+            crate::fuzz::THREADS
+        ),
         crate::fuzz::run_fuzz,
     );
     adv::run(

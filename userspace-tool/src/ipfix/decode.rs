@@ -6,6 +6,9 @@ use std::collections::HashMap;
 
 use super::ie::{self, FieldSpec, VARLEN};
 
+/// A data record: its template id, and its fields with their values.
+pub type DataRecord = (u16, Vec<(FieldSpec, Vec<u8>)>);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decoded {
     pub length: u16,
@@ -15,7 +18,7 @@ pub struct Decoded {
     /// Template records in this message: (id, scope field count, fields).
     pub templates: Vec<(u16, u16, Vec<FieldSpec>)>,
     /// Data records: (template id, fields with their values).
-    pub records: Vec<(u16, Vec<(FieldSpec, Vec<u8>)>)>,
+    pub records: Vec<DataRecord>,
     /// Each set's id and length, in order.
     pub sets: Vec<(u16, u16)>,
 }

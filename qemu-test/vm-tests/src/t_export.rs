@@ -1,0 +1,302 @@
+//! `tcplog export ipfix` to a real collector (issue #13): nfdump's nfcapd, from Debian, receives
+//! what the tool exports, and what nfdump then reads from nfcapd's file is compared with the
+//! summaries the module wrote for the same connections.
+//!
+//! nfcapd receives over UDP only (nfdump 1.7 has no IPFIX over TCP or SCTP): the TCP transport
+//! is tested on the host (`ipfix::transport` tests), against a collector of the tests' own.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::IpAddr;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tcplog_ctl::{self as abi, SummaryBody};
+
+use crate::fixtures::{collect, exchange, fresh, nsum, summaries};
+use crate::harness::Harness;
+use crate::sys;
+use crate::{ensure, ensure_eq};
+
+const NFCAPD: &str = "/usr/local/bin/nfcapd";
+const NFDUMP: &str = "/usr/local/bin/nfdump";
+const PORT: u16 = 9995;
+const FLOW_DIR: &str = "/tmp/nfcapd";
+
+/// The connections made over loopback: (the server's address, the host the client connects
+/// to, bytes up, bytes down).
+const CONNS: [(&str, &str, usize, usize); 3] = [
+    ("127.0.0.1:0", "127.0.0.1", 1000, 2000),
+    ("127.0.0.1:0", "127.0.0.1", 70_000, 10),
+    ("[::1]:0", "[::1]", 4321, 54_321),
+];
+
+pub fn all(h: &mut Harness) {
+    sys::ensure_loaded();
+    h.run(
+        "export: tcplog export ipfix --udp to nfdump's nfcapd: what nfdump reads has the addresses, ports, packets, bytes each way and times (ms) of the module's summaries (v4, v6, both ends), nothing lost",
+        || to_nfcapd().map_err(|e| e.to_string()),
+    );
+}
+
+/// One flow as nfdump shows it, or as the summary says it should be: start and end (ms since
+/// the epoch), source, source port, destination, destination port, and packets and bytes from
+/// the source and from the destination.
+type Row = (u64, u64, IpAddr, u16, IpAddr, u16, u64, u64, u64, u64);
+
+fn addr(family: u16, a: &[u8; 16]) -> IpAddr {
+    if family == abi::AF_INET6 {
+        IpAddr::from(*a)
+    } else {
+        IpAddr::from([a[0], a[1], a[2], a[3]])
+    }
+}
+
+/// What a summary should become: a biflow with the end that opened the connection as its source
+/// (RFC 5103), its counters as sent by each end.
+fn expected(s: &SummaryBody) -> Row {
+    let (l, r) = (addr(s.family, &s.laddr), addr(s.family, &s.raddr));
+    let start_ms = s.start_ns / 1_000_000;
+    let end_ms = (s.start_ns + s.duration_ns) / 1_000_000;
+    if s.open == abi::open::PASSIVE {
+        (
+            start_ms,
+            end_ms,
+            r,
+            s.rport,
+            l,
+            s.lport,
+            s.pkts_in,
+            s.ip_bytes_in,
+            s.pkts_out,
+            s.ip_bytes_out,
+        )
+    } else {
+        (
+            start_ms,
+            end_ms,
+            l,
+            s.lport,
+            r,
+            s.rport,
+            s.pkts_out,
+            s.ip_bytes_out,
+            s.pkts_in,
+            s.ip_bytes_in,
+        )
+    }
+}
+
+/// `SECONDS.MILLIS` as nfdump's `%tsr` prints it, in milliseconds.
+fn ms(s: &str) -> Result<u64, String> {
+    let (secs, frac) = s.split_once('.').ok_or_else(|| format!("time '{s}'"))?;
+    let n = |t: &str| t.parse::<u64>().map_err(|e| format!("time '{s}': {e}"));
+    ensure!(frac.len() == 3, "time '{s}': not milliseconds");
+    Ok(n(secs)? * 1000 + n(frac)?)
+}
+
+/// The format nfdump prints each flow in.
+const FMT: &str = "fmt:%tsr|%ter|%pr|%sa|%sp|%da|%dp|%ipkt|%ibyt|%opkt|%obyt";
+
+fn parse_row(line: &str) -> Result<Row, String> {
+    let f: Vec<&str> = line.split('|').map(str::trim).collect();
+    ensure!(f.len() == 11, "nfdump line '{line}': {} fields", f.len());
+    ensure_eq!(f[2], "TCP");
+    let ip = |t: &str| t.parse::<IpAddr>().map_err(|e| format!("'{t}': {e}"));
+    let num = |t: &str| t.parse::<u64>().map_err(|e| format!("'{t}': {e}"));
+    let port = |t: &str| t.parse::<u16>().map_err(|e| format!("'{t}': {e}"));
+    Ok((
+        ms(f[0])?,
+        ms(f[1])?,
+        ip(f[3])?,
+        port(f[4])?,
+        ip(f[5])?,
+        port(f[6])?,
+        num(f[7])?,
+        num(f[8])?,
+        num(f[9])?,
+        num(f[10])?,
+    ))
+}
+
+/// Whether something listens on UDP port `port` (in /proc/net/udp).
+fn udp_bound(port: u16) -> bool {
+    let want = format!(":{port:04X} ");
+    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| {
+        t.lines().any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| format!("{a} ").ends_with(&want))
+        })
+    })
+}
+
+/// Sends SIGINT or SIGTERM and waits for the process (at most 20 s).
+fn stop(child: &mut Child, sig: i32) -> Result<std::process::ExitStatus, String> {
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("did not stop within 20 s of the signal".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads the exporter's stderr until its first line (it has opened the device and the socket).
+fn first_line(err: &mut BufReader<ChildStderr>) -> Result<String, String> {
+    let mut line = String::new();
+    err.read_line(&mut line).map_err(|e| e.to_string())?;
+    Ok(line)
+}
+
+fn to_nfcapd() -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(FLOW_DIR);
+    std::fs::create_dir_all(FLOW_DIR).map_err(|e| e.to_string())?;
+    let mut collector = Command::new(NFCAPD)
+        .args([
+            "-w",
+            FLOW_DIR,
+            "-b",
+            "127.0.0.1",
+            "-p",
+            &PORT.to_string(),
+            "-t",
+            "3600",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {NFCAPD}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !udp_bound(PORT) {
+        if Instant::now() > deadline {
+            let _ = collector.kill();
+            return Err(format!("nfcapd did not bind UDP port {PORT} in 20 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let res = export_and_compare(&mut collector);
+    let _ = collector.kill();
+    let _ = collector.wait();
+    res
+}
+
+fn export_and_compare(collector: &mut Child) -> Result<(), String> {
+    let d = fresh()?;
+    let target = format!("127.0.0.1:{PORT}");
+    let mut exporter = Command::new(sys::TOOL)
+        .args(["export", "ipfix", &target, "--udp", "--new"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run tcplog export: {e}"))?;
+    let mut err = BufReader::new(exporter.stderr.take().unwrap());
+    let started = first_line(&mut err)?;
+    ensure_eq!(
+        started.trim_end(),
+        format!("tcplog: exporting IPFIX over udp to {target}")
+    );
+    let mut ports = Vec::new();
+    for (bind, host, up, down) in CONNS {
+        ports.push(exchange(&[], bind, &[], host, up, down)?.port);
+    }
+    // Both ends of each connection write a summary.
+    let mut recs = collect(&d, nsum(2 * CONNS.len()))?;
+    // The exporter sends within its 250 ms poll: give it a second, and see what else came.
+    std::thread::sleep(Duration::from_secs(1));
+    recs.extend(d.drain()?);
+    let sums: Vec<SummaryBody> = summaries(&recs)
+        .into_iter()
+        .filter(|s| ports.contains(&s.lport) || ports.contains(&s.rport))
+        .collect();
+    ensure_eq!(sums.len(), 2 * CONNS.len());
+    for s in &sums {
+        ensure!(
+            s.flags & abi::SUMF_IP_COUNTERS != 0,
+            "a summary without IP counters: {s:?}"
+        );
+        let (up, down) = CONNS
+            .iter()
+            .zip(&ports)
+            .find(|(_, p)| **p == s.lport || **p == s.rport)
+            .map(|((_, _, u, d), _)| (*u as u64, *d as u64))
+            .unwrap();
+        let (sent, received) = if s.open == abi::open::ACTIVE {
+            (up, down)
+        } else {
+            (down, up)
+        };
+        ensure_eq!((s.bytes_sent, s.bytes_received), (sent, received));
+    }
+    // Every record the module wrote while the exporter ran, ours and any other (an INTERIM
+    // record, a connection of the system's), is one the exporter sent.
+    let all_flows = recs
+        .iter()
+        .filter(|r| r.hdr.rtype == abi::rtype::SUMMARY || r.hdr.rtype == abi::rtype::INTERIM)
+        .count();
+    let st = stop(&mut exporter, libc::SIGINT)?;
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).map_err(|e| e.to_string())?;
+    ensure!(st.success(), "tcplog export exited with {st}: {rest}");
+    let last = rest.lines().last().unwrap_or_default();
+    ensure!(
+        last.starts_with(&format!(
+            "tcplog: {all_flows} records exported over udp in "
+        )) && last.ends_with(" messages, 0 lost"),
+        "the exporter's totals: '{last}' (all it said: {rest}), for {all_flows} records"
+    );
+    // nfcapd writes its file when it stops.
+    let st = stop(collector, libc::SIGTERM)?;
+    ensure!(st.success(), "nfcapd exited with {st}");
+    let files: Vec<String> = std::fs::read_dir(FLOW_DIR)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().display().to_string())
+        .filter(|p| !p.ends_with(".current") && p.contains("nfcapd."))
+        .collect();
+    ensure_eq!(files.len(), 1);
+    let out = sys::run_ok(NFDUMP, &["-q", "-r", &files[0], "-o", FMT])?;
+    let rows: Vec<Row> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse_row)
+        .collect::<Result<_, _>>()?;
+    ensure_eq!(rows.len(), all_flows);
+    let mut got: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| ports.contains(&r.3) || ports.contains(&r.5))
+        .collect();
+    let mut want: Vec<Row> = sums.iter().map(expected).collect();
+    got.sort();
+    want.sort();
+    if got != want {
+        return Err(format!(
+            "nfdump has\n{}\nthe summaries say\n{}",
+            rows_text(&got),
+            rows_text(&want)
+        ));
+    }
+    // Both ends' summaries of a connection make a biflow from its client, the initiator.
+    for (port, (_, host, _, _)) in ports.iter().zip(CONNS) {
+        let ends: Vec<&Row> = want.iter().filter(|r| r.5 == *port).collect();
+        ensure_eq!(ends.len(), 2);
+        let client: IpAddr = host.trim_matches(['[', ']']).parse().unwrap();
+        ensure!(
+            ends.iter().all(|r| r.2 == client && r.4 == client),
+            "port {port}: {ends:?}"
+        );
+    }
+    Ok(())
+}
+
+fn rows_text(rows: &[Row]) -> String {
+    rows.iter()
+        .map(|r| format!("  {r:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

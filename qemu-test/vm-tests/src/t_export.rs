@@ -2,11 +2,13 @@
 //! what the tool exports, and what nfdump then reads from nfcapd's file is compared with the
 //! summaries the module wrote for the same connections.
 //!
-//! nfcapd receives over UDP only (nfdump 1.7 has no IPFIX over TCP or SCTP): the TCP transport
-//! is tested on the host (`ipfix::transport` tests), against a collector of the tests' own.
+//! nfcapd receives over UDP only (nfdump 1.7 has no IPFIX over TCP or SCTP). Over TCP, the
+//! collector is the test's own listener, which keeps the stream of each connection it accepts,
+//! goes away and comes back; libfixbuf's ipfixDump, from Debian, then decodes each stream.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
-use std::net::IpAddr;
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use crate::{ensure, ensure_eq};
 
 const NFCAPD: &str = "/usr/local/bin/nfcapd";
 const NFDUMP: &str = "/usr/local/bin/nfdump";
+const IPFIXDUMP: &str = "/usr/local/bin/ipfixDump";
 const PORT: u16 = 9995;
 const FLOW_DIR: &str = "/tmp/nfcapd";
 
@@ -35,6 +38,10 @@ pub fn all(h: &mut Harness) {
     h.run(
         "export: tcplog export ipfix --udp to nfdump's nfcapd: what nfdump reads has the addresses, ports, packets, bytes each way and times (ms) of the module's summaries (v4, v6, both ends), nothing lost",
         || to_nfcapd().map_err(|e| e.to_string()),
+    );
+    h.run(
+        "export: tcplog export ipfix --tcp across a collector restart: records made while it is away (the lost connection's own included) come on the next connection, a new session (sequence 0, templates first), each record once, as ipfixDump decodes them",
+        tcp_restart,
     );
 }
 
@@ -299,4 +306,213 @@ fn rows_text(rows: &[Row]) -> String {
         .map(|r| format!("  {r:?}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Starts `tcplog export ipfix TARGET ARGS...` and waits for its first line.
+fn start_exporter(target: &str, args: &[&str]) -> Result<(Child, BufReader<ChildStderr>), String> {
+    let mut exporter = Command::new(sys::TOOL)
+        .args(["export", "ipfix", target])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run tcplog export: {e}"))?;
+    let mut err = BufReader::new(exporter.stderr.take().unwrap());
+    let started = first_line(&mut err)?;
+    ensure!(
+        started.starts_with("tcplog: exporting IPFIX over "),
+        "tcplog export said: {started}"
+    );
+    Ok((exporter, err))
+}
+
+/// Accepts one connection within 20 s.
+fn accept(l: &TcpListener) -> Result<TcpStream, String> {
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).map_err(|e| e.to_string())?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no connection from the exporter in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads what comes until nothing has come for 1.5 s.
+fn read_until_idle(s: &mut TcpStream) -> Result<Vec<u8>, String> {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    let mut last = Instant::now();
+    let mut buf = [0u8; 65536];
+    while last.elapsed() < Duration::from_millis(1500) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                last = Instant::now();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    Ok(got)
+}
+
+/// A flow record as ipfixDump shows it: element name to value, for the elements compared.
+type Fields = BTreeMap<String, String>;
+
+/// What ipfixDump decodes from a stream: the sequence number of its first message, whether
+/// templates come before the first flow record, and the flow records.
+fn ipfix_dump(stream: &[u8], path: &str) -> Result<(u32, bool, Vec<Fields>), String> {
+    std::fs::write(path, stream).map_err(|e| e.to_string())?;
+    let out = sys::run_ok(IPFIXDUMP, &["--rfc5610", "-i", path])?;
+    const KEEP: [&str; 6] = [
+        "sourceTransportPort",
+        "destinationTransportPort",
+        "octetTotalCount",
+        "reverseOctetTotalCount",
+        "packetTotalCount",
+        "reversePacketTotalCount",
+    ];
+    let mut first_seq = None;
+    let mut template_seen = false;
+    let mut templates_first = false;
+    let mut flows: Vec<Fields> = Vec::new();
+    let mut current: Option<Fields> = None;
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("message length:") {
+            if first_seq.is_none() {
+                let n = rest
+                    .split("sequence number:")
+                    .nth(1)
+                    .and_then(|x| x.split_whitespace().next())
+                    .ok_or_else(|| format!("ipfixDump line '{t}'"))?;
+                first_seq = Some(n.parse::<u32>().map_err(|e| e.to_string())?);
+            }
+        } else if t == "--- template record ---" {
+            template_seen = true;
+        } else if t.starts_with("--- data record") {
+            flows.extend(current.take().filter(|f| !f.is_empty()));
+            current = Some(Fields::new());
+        } else if let (Some(f), Some((name, value))) = (current.as_mut(), t.split_once(" : ")) {
+            // "(29305/85)        reverseOctetTotalCount : 2416"
+            let name = name.split_whitespace().last().unwrap_or_default();
+            let name = name.rsplit(')').next().unwrap_or(name);
+            if KEEP.contains(&name) {
+                if f.is_empty() && flows.is_empty() {
+                    templates_first = template_seen;
+                }
+                f.insert(name.to_owned(), value.trim().to_owned());
+            }
+        }
+    }
+    flows.extend(current.take().filter(|f| !f.is_empty()));
+    Ok((first_seq.unwrap_or(u32::MAX), templates_first, flows))
+}
+
+/// The fields ipfixDump should show for the flow of a summary (times are compared with
+/// nfdump's, over UDP).
+fn expected_fields(s: &SummaryBody) -> Fields {
+    let r = expected(s);
+    let mut f = Fields::new();
+    let mut put = |k: &str, v: String| {
+        f.insert(k.to_owned(), v);
+    };
+    put("sourceTransportPort", r.3.to_string());
+    put("destinationTransportPort", r.5.to_string());
+    put("packetTotalCount", r.6.to_string());
+    put("octetTotalCount", r.7.to_string());
+    put("reversePacketTotalCount", r.8.to_string());
+    put("reverseOctetTotalCount", r.9.to_string());
+    f
+}
+
+fn tcp_restart() -> Result<(), String> {
+    let d = fresh()?;
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    let target = format!("127.0.0.1:{port}");
+    let (mut exporter, mut err) = start_exporter(&target, &["--tcp", "--new"])?;
+    let mut c1 = accept(&l)?;
+    let a = exchange(&[], "127.0.0.1:0", &[], "127.0.0.1", 3000, 4000)?.port;
+    let mut recs = collect(&d, nsum(2))?;
+    let s1 = read_until_idle(&mut c1)?;
+    // The collector goes away: its connection and its listener.
+    drop(c1);
+    drop(l);
+    std::thread::sleep(Duration::from_millis(700));
+    let b = exchange(&[], "127.0.0.1:0", &[], "127.0.0.1", 5000, 6000)?.port;
+    // The exporter's connection to the collector is a TCP connection like any other: both its
+    // ends' summaries are records to export, on the next connection.
+    let of = |ports: [u16; 2]| {
+        move |r: &[crate::dev::Rec]| {
+            summaries(r)
+                .iter()
+                .filter(|s| ports.contains(&s.lport) || ports.contains(&s.rport))
+                .count()
+                >= 4
+        }
+    };
+    recs.extend(collect(&d, of([b, port]))?);
+    // And comes back on the same port.
+    let l = TcpListener::bind(&target).map_err(|e| e.to_string())?;
+    let mut c2 = accept(&l)?;
+    let s2 = read_until_idle(&mut c2)?;
+    let st = stop(&mut exporter, libc::SIGINT)?;
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).map_err(|e| e.to_string())?;
+    ensure!(st.success(), "tcplog export exited with {st}: {rest}");
+    let last = rest.lines().last().unwrap_or_default();
+    ensure!(
+        last.starts_with("tcplog: 6 records exported over tcp in ")
+            && last.ends_with(" messages, 0 lost, 0 sent again; 2 connections"),
+        "the exporter's totals: '{last}' (all it said: {rest})"
+    );
+    ensure!(
+        rest.contains("lost the connection") && rest.contains("connected to"),
+        "the exporter's notes: {rest}"
+    );
+    let sums = summaries(&recs);
+    let want = |ports: &[u16]| -> Vec<Fields> {
+        let mut v: Vec<Fields> = sums
+            .iter()
+            .filter(|s| ports.contains(&s.lport) || ports.contains(&s.rport))
+            .map(expected_fields)
+            .collect();
+        v.sort();
+        v
+    };
+    let (first, second) = ([a], [b, port]);
+    for (stream, ports, path) in [
+        (&s1, &first[..], "/tmp/tcp1.ipfix"),
+        (&s2, &second[..], "/tmp/tcp2.ipfix"),
+    ] {
+        let (seq, templates_first, mut flows) = ipfix_dump(stream, path)?;
+        ensure_eq!(seq, 0);
+        ensure!(templates_first, "{path}: a flow record before any template");
+        flows.sort();
+        let expect = want(ports);
+        ensure_eq!(expect.len(), 2 * ports.len());
+        if flows != expect {
+            return Err(format!(
+                "{path}: ipfixDump has\n{flows:#?}\nthe summaries say\n{expect:#?}"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use std::net::{IpAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tcplog_ctl::{self as abi, SummaryBody};
+use tcplog_ctl::{self as abi, InterimBody, Pod, SummaryBody};
 
 use crate::fixtures::{collect, exchange, fresh, nsum, summaries};
 use crate::harness::Harness;
@@ -37,7 +37,11 @@ pub fn all(h: &mut Harness) {
     sys::ensure_loaded();
     h.run(
         "export: tcplog export ipfix --udp to nfdump's nfcapd: what nfdump reads has the addresses, ports, packets, bytes each way and times (ms) of the module's summaries (v4, v6, both ends), nothing lost",
-        || to_nfcapd().map_err(|e| e.to_string()),
+        || with_nfcapd(export_and_compare),
+    );
+    h.run(
+        "export: with interim records every second, nfdump reads each as a flow of its interval: since and age, the deltas each way of packets and IP bytes (both ends), then the summaries",
+        || with_nfcapd(interim_to_nfcapd),
     );
     h.run(
         "export: tcplog export ipfix --tcp across a collector restart: records made while it is away (the lost connection's own included) come on the next connection, a new session (sequence 0, templates first), each record once, as ipfixDump decodes them",
@@ -161,7 +165,8 @@ fn first_line(err: &mut BufReader<ChildStderr>) -> Result<String, String> {
     Ok(line)
 }
 
-fn to_nfcapd() -> Result<(), String> {
+/// Runs `test` with nfcapd receiving on 127.0.0.1:PORT into an empty FLOW_DIR.
+fn with_nfcapd(test: impl FnOnce(&mut Child) -> Result<(), String>) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(FLOW_DIR);
     std::fs::create_dir_all(FLOW_DIR).map_err(|e| e.to_string())?;
     let mut collector = Command::new(NFCAPD)
@@ -187,7 +192,7 @@ fn to_nfcapd() -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let res = export_and_compare(&mut collector);
+    let res = test(&mut collector);
     let _ = collector.kill();
     let _ = collector.wait();
     res
@@ -246,6 +251,42 @@ fn export_and_compare(collector: &mut Child) -> Result<(), String> {
         .iter()
         .filter(|r| r.hdr.rtype == abi::rtype::SUMMARY || r.hdr.rtype == abi::rtype::INTERIM)
         .count();
+    let rows = stop_and_read(exporter, err, collector, all_flows)?;
+    let mut got: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| ports.contains(&r.3) || ports.contains(&r.5))
+        .collect();
+    let mut want: Vec<Row> = sums.iter().map(expected).collect();
+    got.sort();
+    want.sort();
+    if got != want {
+        return Err(format!(
+            "nfdump has\n{}\nthe summaries say\n{}",
+            rows_text(&got),
+            rows_text(&want)
+        ));
+    }
+    // Both ends' summaries of a connection make a biflow from its client, the initiator.
+    for (port, (_, host, _, _)) in ports.iter().zip(CONNS) {
+        let ends: Vec<&Row> = want.iter().filter(|r| r.5 == *port).collect();
+        ensure_eq!(ends.len(), 2);
+        let client: IpAddr = host.trim_matches(['[', ']']).parse().unwrap();
+        ensure!(
+            ends.iter().all(|r| r.2 == client && r.4 == client),
+            "port {port}: {ends:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Stops the exporter, checks that it exported `all_flows` records and lost none, stops
+/// nfcapd and returns what nfdump reads from its file (as many flows).
+fn stop_and_read(
+    mut exporter: Child,
+    mut err: BufReader<ChildStderr>,
+    collector: &mut Child,
+    all_flows: usize,
+) -> Result<Vec<Row>, String> {
     let st = stop(&mut exporter, libc::SIGINT)?;
     let mut rest = String::new();
     err.read_to_string(&mut rest).map_err(|e| e.to_string())?;
@@ -274,31 +315,7 @@ fn export_and_compare(collector: &mut Child) -> Result<(), String> {
         .map(parse_row)
         .collect::<Result<_, _>>()?;
     ensure_eq!(rows.len(), all_flows);
-    let mut got: Vec<Row> = rows
-        .into_iter()
-        .filter(|r| ports.contains(&r.3) || ports.contains(&r.5))
-        .collect();
-    let mut want: Vec<Row> = sums.iter().map(expected).collect();
-    got.sort();
-    want.sort();
-    if got != want {
-        return Err(format!(
-            "nfdump has\n{}\nthe summaries say\n{}",
-            rows_text(&got),
-            rows_text(&want)
-        ));
-    }
-    // Both ends' summaries of a connection make a biflow from its client, the initiator.
-    for (port, (_, host, _, _)) in ports.iter().zip(CONNS) {
-        let ends: Vec<&Row> = want.iter().filter(|r| r.5 == *port).collect();
-        ensure_eq!(ends.len(), 2);
-        let client: IpAddr = host.trim_matches(['[', ']']).parse().unwrap();
-        ensure!(
-            ends.iter().all(|r| r.2 == client && r.4 == client),
-            "port {port}: {ends:?}"
-        );
-    }
-    Ok(())
+    Ok(rows)
 }
 
 fn rows_text(rows: &[Row]) -> String {
@@ -513,6 +530,113 @@ fn tcp_restart() -> Result<(), String> {
                 "{path}: ipfixDump has\n{flows:#?}\nthe summaries say\n{expect:#?}"
             ));
         }
+    }
+    Ok(())
+}
+
+/// What an interim record should become: a flow of its interval (since the previous one, or the
+/// start, to its time), with the deltas of that interval, oriented as the summary's.
+fn expected_interim(i: &InterimBody) -> Row {
+    let s = &i.summary;
+    let (l, r) = (addr(s.family, &s.laddr), addr(s.family, &s.raddr));
+    let start_ms = i.since_ns / 1_000_000;
+    let end_ms = (s.start_ns + s.duration_ns) / 1_000_000;
+    if s.open == abi::open::PASSIVE {
+        (
+            start_ms,
+            end_ms,
+            r,
+            s.rport,
+            l,
+            s.lport,
+            i.delta_pkts_in,
+            i.delta_ip_bytes_in,
+            i.delta_pkts_out,
+            i.delta_ip_bytes_out,
+        )
+    } else {
+        (
+            start_ms,
+            end_ms,
+            l,
+            s.lport,
+            r,
+            s.rport,
+            i.delta_pkts_out,
+            i.delta_ip_bytes_out,
+            i.delta_pkts_in,
+            i.delta_ip_bytes_in,
+        )
+    }
+}
+
+fn interim_to_nfcapd(collector: &mut Child) -> Result<(), String> {
+    let d = fresh()?;
+    sys::run_ok(sys::TOOL, &["config", "--interim", "1"])?;
+    let res = interim_rows(collector, &d);
+    sys::run_ok(sys::TOOL, &["config", "--interim", "off"])?;
+    res
+}
+
+fn interim_rows(collector: &mut Child, d: &crate::dev::Dev) -> Result<(), String> {
+    let target = format!("127.0.0.1:{PORT}");
+    let (exporter, err) = start_exporter(&target, &["--udp", "--new"])?;
+    // One connection, with data every 250 ms for 2.6 s: three intervals or so, none idle.
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let (mut server, _) = l.accept().map_err(|e| e.to_string())?;
+    let reader = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        server.read_to_end(&mut sink).map(|_| sink.len())
+    });
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_millis(2600) {
+        std::io::Write::write_all(&mut client, &[7u8; 500]).map_err(|e| e.to_string())?;
+        sent += 500;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(client);
+    let got = reader
+        .join()
+        .map_err(|_| "the reader panicked".to_string())?
+        .map_err(|e| e.to_string())?;
+    ensure_eq!(got, sent);
+    let mut recs = collect(d, nsum(2))?;
+    std::thread::sleep(Duration::from_secs(1));
+    recs.extend(d.drain()?);
+    let ours = |s: &SummaryBody| s.lport == port || s.rport == port;
+    let interims: Vec<InterimBody> = recs
+        .iter()
+        .filter(|r| r.hdr.rtype == abi::rtype::INTERIM)
+        .map(|r| InterimBody::read_from(&r.body).unwrap())
+        .filter(|i| ours(&i.summary))
+        .collect();
+    ensure!(
+        interims.len() >= 4,
+        "{} interim records of the connection's two ends in 2.6 s at 1 s",
+        interims.len()
+    );
+    let all_flows = recs
+        .iter()
+        .filter(|r| r.hdr.rtype == abi::rtype::SUMMARY || r.hdr.rtype == abi::rtype::INTERIM)
+        .count();
+    let rows = stop_and_read(exporter, err, collector, all_flows)?;
+    let mut got: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| r.3 == port || r.5 == port)
+        .collect();
+    let mut want: Vec<Row> = interims.iter().map(expected_interim).collect();
+    want.extend(summaries(&recs).iter().filter(|s| ours(s)).map(expected));
+    got.sort();
+    want.sort();
+    if got != want {
+        return Err(format!(
+            "nfdump has\n{}\nthe interim records and summaries say\n{}",
+            rows_text(&got),
+            rows_text(&want)
+        ));
     }
     Ok(())
 }

@@ -640,3 +640,36 @@ fn interim_rows(collector: &mut Child, d: &crate::dev::Dev) -> Result<(), String
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nfdump_lines_are_read_to_the_millisecond() {
+        // As nfdump 1.7.5 prints a flow with FMT.
+        let line = "1700000000.123|1700000002.623|TCP  |       127.0.0.1| 40000|             ::1|    80|       9|    1468|       8|    2416";
+        assert_eq!(
+            parse_row(line),
+            Ok((
+                1_700_000_000_123,
+                1_700_000_002_623,
+                IpAddr::from([127, 0, 0, 1]),
+                40000,
+                "::1".parse().unwrap(),
+                80,
+                9,
+                1468,
+                8,
+                2416
+            ))
+        );
+        assert_eq!(
+            ms("1700000000.5"),
+            Err("time '1700000000.5': not milliseconds".into())
+        );
+        assert!(
+            parse_row("1700000000.123|1700000002.623|UDP|1.2.3.4|1|1.2.3.4|2|1|2|3|4").is_err()
+        );
+    }
+}

@@ -20,11 +20,13 @@ SUITE=trixie
 JOBS=$(nproc)
 # What the build root holds: the kernel's toolchain (Debian 13's rustc is the one the kernel was
 # built with) and its clippy (for `make CLIPPY=1`), cargo for the userspace crates, and what
-# the VM image takes from it (conntrack: the benchmarks' peer). bpftrace and perf, about 100 MB,
-# are installed by qemu-test/image/peers.sh when a benchmark or profile first needs them.
+# the VM image takes from it (conntrack: the benchmarks' peer; nfdump: nfcapd, the IPFIX
+# collector of the export test; libfixbuf-tools: ipfixDump, to read what the tool sends).
+# bpftrace and perf, about 100 MB, are installed by qemu-test/image/peers.sh when a benchmark or
+# profile first needs them.
 PKGS="rustc rust-src cargo bindgen libclang-dev gcc-14 make bc flex bison libelf-dev libssl-dev
 	xz-utils cpio kmod python3 pahole busybox-static iproute2 tcpdump ca-certificates conntrack
-	curl socat rust-clippy"
+	curl socat rust-clippy nfdump libfixbuf-tools"
 
 log() { printf '[build-root] %s\n' "$*" >&2; }
 die() { printf '[build-root] error: %s\n' "$*" >&2; exit 1; }
@@ -82,6 +84,14 @@ mount_root
 trap umount_root EXIT
 
 stage apt-update in_root apt-get update -q >/dev/null
+
+# A package whose maintainer scripts start a daemon (nfdump starts nfcapd) must not start it in the
+# build root: Debian's policy-rc.d protocol, where exit status 101 forbids the action.
+deny_services() {
+	printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+	chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+}
+deny_services
 
 install_pkgs() {
 	# shellcheck disable=SC2086 # the list is split on purpose

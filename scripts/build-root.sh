@@ -83,7 +83,7 @@ fi
 mount_root
 trap umount_root EXIT
 
-stage apt-update in_root apt-get update -q >/dev/null
+stage apt-update in_root apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
 
 # A package whose maintainer scripts start a daemon (nfdump starts nfcapd) must not start it in the
 # build root: Debian's policy-rc.d protocol, where exit status 101 forbids the action.
@@ -95,7 +95,7 @@ deny_services
 
 install_pkgs() {
 	# shellcheck disable=SC2086 # the list is split on purpose
-	in_root apt-get install -y -q --no-install-recommends $PKGS >"$CACHE/apt-packages.log" 2>&1 ||
+	in_root apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends $PKGS >"$CACHE/apt-packages.log" 2>&1 ||
 		{ tail -20 "$CACHE/apt-packages.log" >&2; die "installing the build root's packages failed"; }
 }
 stage packages install_pkgs
@@ -129,7 +129,7 @@ KCACHE=$CACHE/kernel-$KVER
 STAMP=$ROOT/.tcplog-kernel-$KVER
 
 install_kernel_pkgs() {
-	in_root apt-get install -y -q --no-install-recommends "linux-source-7.3=$KPKG_VERSION" "linux-headers-$KVER=$KPKG_VERSION" >"$CACHE/apt-kernel.log" 2>&1 ||
+	in_root apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "linux-source-7.3=$KPKG_VERSION" "linux-headers-$KVER=$KPKG_VERSION" >"$CACHE/apt-kernel.log" 2>&1 ||
 		{ tail -20 "$CACHE/apt-kernel.log" >&2; die "installing the kernel packages failed"; }
 	# The binary and modules packages are unpacked, not installed: the build root boots nothing.
 	rm -rf "$KIMAGE" && mkdir -p "$KIMAGE"

@@ -18,6 +18,9 @@ use kernel::{
     },
 };
 
+use crate::abi;
+use crate::clock::Stamp;
+use crate::events::Who;
 use crate::identity::Identity;
 use crate::keys::HashKeys;
 use crate::limits::LimitRef;
@@ -71,6 +74,21 @@ pub(crate) struct Conn {
     pub(crate) mptcp: bool,
     /// What the last interim record said, for the next one's deltas.
     pub(crate) last_interim: Option<Interim>,
+}
+
+impl Conn {
+    /// A connection this process opens now (a connect's SYN is about to leave).
+    pub(crate) fn connecting(mptcp: bool) -> Self {
+        let at = Stamp::now();
+        Conn {
+            start_ns: at.real,
+            start_boot: at.boot,
+            owner: Who::process().identity(),
+            open: abi::open::ACTIVE,
+            mptcp,
+            ..Conn::default()
+        }
+    }
 }
 
 /// What an interim record reported: where the next one's deltas start.

@@ -39,7 +39,7 @@ fn find_fill_info() -> Option<FillInfo> {
         return None;
     }
     // SAFETY: The kernel exports `mptcp_diag_fill_info` with exactly this signature
-    // (include/net/mptcp.h), and it stays for as long as the kernel runs.
+    // (srctree/include/net/mptcp.h), and it stays for as long as the kernel runs.
     Some(unsafe { core::mem::transmute::<*mut c_void, FillInfo>(p) })
 }
 

@@ -191,6 +191,13 @@ impl Reader {
             }
             cur = next;
             total += n;
+            // A read with room for the whole ring, while producers keep it full, can go on for
+            // long: let others run, and end it early (with what it has) for a signal.
+            if current!().signal_pending() {
+                break;
+            }
+            // SAFETY: A read, in process context; no lock is held here.
+            unsafe { crate::bindings::tcplog_cond_resched() };
         }
         Ok((total, cur))
     }

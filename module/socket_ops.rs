@@ -254,7 +254,7 @@ impl Hook for Accept {
 }
 
 /// The kernel's internal errnos for a system call a signal interrupted (`ERESTARTSYS` and
-/// its kin, include/linux/errno.h): never seen by a process.
+/// its kin, srctree/include/linux/errno.h): never seen by a process.
 fn is_restart(errno: i32) -> bool {
     (512..=516).contains(&errno)
 }

@@ -26,7 +26,7 @@ use crate::probes::TracepointProbe;
 use crate::sock::{InetSock, Kind, SockInfo, TcpSock};
 use crate::summary;
 
-// TCP states, as `include/net/tcp_states.h` numbers them.
+// TCP states, as `srctree/include/net/tcp_states.h` numbers them.
 const TCP_ESTABLISHED: c_int = bindings::TCP_ESTABLISHED as c_int;
 const TCP_SYN_SENT: c_int = bindings::TCP_SYN_SENT as c_int;
 const TCP_SYN_RECV: c_int = bindings::TCP_SYN_RECV as c_int;
@@ -94,18 +94,7 @@ fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
     let key = inet.sock().addr();
     let user = !inet.sock().is_kernel();
     if old == TCP_CLOSE && new == TCP_SYN_SENT {
-        let at = Stamp::now();
-        log.conns.track(
-            key,
-            Conn {
-                start_ns: at.real,
-                start_boot: at.boot,
-                owner: Who::process().identity(),
-                open: abi::open::ACTIVE,
-                mptcp: true,
-                ..Conn::default()
-            },
-        );
+        log.conns.track(key, Conn::connecting(true));
     } else if new == TCP_ESTABLISHED && old != TCP_ESTABLISHED {
         let now = Stamp::now();
         let done = log.conns.update(key, |c| {
@@ -179,17 +168,7 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
         (TCP_CLOSE, TCP_SYN_SENT) => {
             // A socket may connect again after a closed connection: report that one first.
             finish(log, key, None);
-            let at = Stamp::now();
-            log.conns.track(
-                key,
-                Conn {
-                    start_ns: at.real,
-                    start_boot: at.boot,
-                    owner: Who::process().identity(),
-                    open: abi::open::ACTIVE,
-                    ..Conn::default()
-                },
-            );
+            log.conns.track(key, Conn::connecting(false));
         }
         (TCP_SYN_SENT, TCP_ESTABLISHED) => {
             // Sequence space counts from the initial sequence number, so the SYN is its first

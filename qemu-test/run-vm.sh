@@ -78,9 +78,10 @@ debug)
 	timeout_s=${TCPLOG_VM_TIMEOUT:-2400}
 	# Every KASAN report, not only the first; RCU stall reports after a minute rather than 21 s,
 	# as TCG on a busy host can stall a CPU for a while without anyone being at fault.
-	# The adversarial suite runs at a quarter of its size (a quarter of the fuzzer's calls and
-	# of the load cycles): KASAN and lockdep under emulation are several times slower.
-	debug_args="kasan_multi_shot rcupdate.rcu_cpu_stall_timeout=60 tlvm_adv_percent=25"
+	# The adversarial suite runs smaller (a quarter of the fuzzer's calls and of the blinding
+	# threads, 10 load cycles): KASAN and lockdep under emulation make it several times slower,
+	# and the stock lane runs it at full size.
+	debug_args="kasan_multi_shot rcupdate.rcu_cpu_stall_timeout=60 tlvm_adv_percent=25 tlvm_cycles=10"
 	# 4-level paging: with QEMU's 5-level paging (-cpu max), 7.3's KASAN reports every access an
 	# interrupt makes while identify_cpu() has cleared the boot CPU's feature bits (LA57 among
 	# them) as a "wild-memory-access", thousands of them, before init even starts.

@@ -20,13 +20,15 @@ SUITE=trixie
 JOBS=$(nproc)
 # What the build root holds: the kernel's toolchain (Debian 13's rustc is the one the kernel was
 # built with) and its clippy (for `make CLIPPY=1`), cargo for the userspace crates, and what
-# the VM image takes from it (conntrack: the benchmarks' peer). bpftrace and perf, about 100 MB,
-# are installed by qemu-test/image/peers.sh when a benchmark or profile first needs them.
-# Packaging (scripts/deb.sh): dpkg-dev for dpkg-shlibdeps, lintian checks the .debs, systemd's
-# systemd-analyze the unit, openssl makes the throwaway key of the signing check.
+# the VM image takes from it (conntrack: the benchmarks' peer; nfdump: nfcapd, the IPFIX
+# collector of the export test; libfixbuf-tools: ipfixDump, to read what the tool sends).
+# bpftrace and perf, about 100 MB, are installed by qemu-test/image/peers.sh when a benchmark or
+# profile first needs them. Packaging (scripts/deb.sh): dpkg-dev for dpkg-shlibdeps, lintian
+# checks the .debs, systemd's systemd-analyze the unit, openssl makes the throwaway key of the
+# signing check.
 PKGS="rustc rust-src cargo bindgen libclang-dev gcc-14 make bc flex bison libelf-dev libssl-dev
 	xz-utils cpio kmod python3 pahole busybox-static iproute2 tcpdump ca-certificates conntrack
-	curl socat rust-clippy dpkg-dev lintian systemd openssl"
+	curl socat rust-clippy nfdump libfixbuf-tools dpkg-dev lintian systemd openssl"
 
 log() { printf '[build-root] %s\n' "$*" >&2; }
 die() { printf '[build-root] error: %s\n' "$*" >&2; exit 1; }
@@ -83,11 +85,19 @@ fi
 mount_root
 trap umount_root EXIT
 
-stage apt-update in_root apt-get update -q >/dev/null
+stage apt-update in_root apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
+
+# A package whose maintainer scripts start a daemon (nfdump starts nfcapd) must not start it in the
+# build root: Debian's policy-rc.d protocol, where exit status 101 forbids the action.
+deny_services() {
+	printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+	chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+}
+deny_services
 
 install_pkgs() {
 	# shellcheck disable=SC2086 # the list is split on purpose
-	in_root apt-get install -y -q --no-install-recommends $PKGS >"$CACHE/apt-packages.log" 2>&1 ||
+	in_root apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends $PKGS >"$CACHE/apt-packages.log" 2>&1 ||
 		{ tail -20 "$CACHE/apt-packages.log" >&2; die "installing the build root's packages failed"; }
 }
 stage packages install_pkgs
@@ -121,7 +131,7 @@ KCACHE=$CACHE/kernel-$KVER
 STAMP=$ROOT/.tcplog-kernel-$KVER
 
 install_kernel_pkgs() {
-	in_root apt-get install -y -q --no-install-recommends "linux-source-7.3=$KPKG_VERSION" "linux-headers-$KVER=$KPKG_VERSION" >"$CACHE/apt-kernel.log" 2>&1 ||
+	in_root apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "linux-source-7.3=$KPKG_VERSION" "linux-headers-$KVER=$KPKG_VERSION" >"$CACHE/apt-kernel.log" 2>&1 ||
 		{ tail -20 "$CACHE/apt-kernel.log" >&2; die "installing the kernel packages failed"; }
 	# The binary and modules packages are unpacked, not installed: the build root boots nothing.
 	rm -rf "$KIMAGE" && mkdir -p "$KIMAGE"

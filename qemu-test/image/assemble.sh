@@ -40,6 +40,11 @@ copy_bin /usr/sbin/conntrack /usr/local/bin/conntrack
 # Real programs for the tests of issue #10: curl (non-blocking connects, --mptcp) and socat.
 copy_bin /usr/bin/curl /usr/local/bin/curl
 copy_bin "$(readlink -f /usr/bin/socat)" /usr/local/bin/socat
+# The IPFIX collector of the export test (issue #13): nfdump's nfcapd, and nfdump to read its files.
+copy_bin /usr/bin/nfcapd /usr/local/bin/nfcapd
+copy_bin /usr/bin/nfdump /usr/local/bin/nfdump
+# libfixbuf's ipfixDump: decodes what the exporter sends over TCP, which nfcapd does not receive.
+copy_bin /usr/bin/ipfixDump /usr/local/bin/ipfixDump
 install -m 0644 "$KO" lib/tcplog/tcplog.ko
 
 # busybox provides everything else; real tools in /usr/local/bin come first in PATH.

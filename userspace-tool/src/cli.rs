@@ -226,6 +226,65 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export connection summaries and interim records to a flow collector, until interrupted.
+    Export {
+        #[command(subcommand)]
+        format: ExportFormat,
+    },
+}
+
+/// What `tcplog export` sends.
+#[derive(Debug, Subcommand)]
+pub enum ExportFormat {
+    /// IPFIX (RFC 7011): each summary and interim record as a biflow (RFC 5103), with
+    /// tcplog's own elements under its enterprise number; counts of what was exported and lost
+    /// are printed at the end.
+    Ipfix(IpfixArgs),
+}
+
+/// `tcplog export ipfix`.
+#[derive(Debug, clap::Args)]
+pub struct IpfixArgs {
+    /// The collector: HOST:PORT, or [ADDR]:PORT for an IPv6 address.
+    #[arg(value_name = "HOST:PORT", value_parser = crate::ipfix::transport::parse_target)]
+    pub collector: crate::ipfix::transport::Target,
+    /// Send over UDP (the default): one datagram per message, templates sent again
+    /// periodically; what cannot be sent is counted as lost.
+    #[arg(long, conflicts_with = "tcp")]
+    pub udp: bool,
+    /// Send over TCP: templates once per connection; records wait (at most --buffer) while the
+    /// collector is away, and the connection is made again.
+    #[arg(long)]
+    pub tcp: bool,
+    /// UDP: send the templates again this often.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_refresh)]
+    pub refresh: std::time::Duration,
+    /// UDP: and after this many messages (0: by time only).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub refresh_messages: u64,
+    /// Records held at most while they cannot be sent (TCP); beyond, the oldest are dropped.
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub buffer: u64,
+    /// The observation domain id of the messages.
+    #[arg(long, value_name = "ID", default_value_t = 0)]
+    pub domain: u32,
+    /// The Private Enterprise Number of tcplog's own elements (the default, 32473, is IANA's
+    /// number for documentation: use one registered to you for records you keep).
+    #[arg(long, value_name = "PEN", default_value_t = crate::ipfix::ie::PEN_DOCUMENTATION)]
+    pub enterprise: u32,
+    /// Skip what is buffered in the module: only records produced from now on.
+    #[arg(long)]
+    pub new: bool,
+}
+
+/// A template refresh interval: a duration (30s, 10m) of at least a second.
+fn parse_refresh(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("'{s}': {e}"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("'{s}': at least 1s"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

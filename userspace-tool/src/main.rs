@@ -9,6 +9,8 @@ mod device;
 mod error;
 mod escape;
 mod events;
+mod export;
+mod ipfix;
 mod logfile;
 mod output;
 mod pcap_out;
@@ -81,6 +83,9 @@ fn run(cli: &Cli, out: &mut dyn Write) -> error::Result<()> {
             };
             control::config(dev, &change, *json, out)
         }
+        Command::Export {
+            format: cli::ExportFormat::Ipfix(args),
+        } => export::ipfix(dev, args),
     }
 }
 

@@ -21,6 +21,7 @@ mod t_adv_peer;
 mod t_adv_socket;
 mod t_basic;
 mod t_device;
+mod t_export;
 mod t_kunit;
 mod t_names;
 mod t_packet;
@@ -68,6 +69,7 @@ fn main() {
     t_packet::all(&mut h);
     t_real::all(&mut h);
     t_tool::files(&mut h);
+    t_export::all(&mut h);
     t_adv_socket::all(&mut h);
     t_adv_blind::all(&mut h);
     t_adv_peer::all(&mut h);

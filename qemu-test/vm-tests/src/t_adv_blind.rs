@@ -29,8 +29,12 @@ const SYS_CONNECT: i64 = 42;
 const SYS_READ: i64 = 0;
 /// How many threads the attacker parks per phase: more than the 4096 calls the old module's
 /// kretprobes could hold, within what the VM's 1 GiB allows (threads-max is about 7,800 there,
-/// shared by everything).
+/// shared by everything). Scaled to the suite's size (`adv::scaled`).
 const PARK: usize = 4500;
+
+fn park() -> usize {
+    crate::adv_kit::scaled(PARK as u64) as usize
+}
 const ROUNDS: usize = 20;
 /// Threads per attacking process (each blocked call holds a descriptor; the VM's hard limit
 /// on descriptors is 4096).
@@ -38,19 +42,20 @@ const PER_PROC: usize = 1500;
 
 pub fn all(h: &mut Harness) {
     sys::ensure_loaded();
+    let park = park();
     for kind in [Park::Accept, Park::Connect] {
         let what = kind.name();
         adv::run(
             h,
             &format!(
-                "adv user: blinding: {PARK} {what}s parked by nobody: root's {ROUNDS} connections all logged, nothing missed"
+                "adv user: blinding: {park} {what}s parked by nobody: root's {ROUNDS} connections all logged, nothing missed"
             ),
             || blind(kind),
         );
         adv::run(
             h,
             &format!(
-                "adv user: blinding: {PARK} {what}s parked by nobody: every event missing is counted in probes_missed"
+                "adv user: blinding: {park} {what}s parked by nobody: every event missing is counted in probes_missed"
             ),
             || counted(kind),
         );
@@ -151,6 +156,20 @@ fn h_park(args: &[&str]) -> TestResult {
                 }
                 None => match socket(libc::AF_INET, libc::SOCK_STREAM, 0) {
                     Ok(s) => {
+                        // More SYN retries than the default 6 (about 127 s), as any user may
+                        // ask: parking thousands of threads can take longer than that on a
+                        // slow kernel, and the first connects must still be blocked at the end.
+                        let syncnt: libc::c_int = 12;
+                        // SAFETY: An int option of a socket we own.
+                        unsafe {
+                            libc::setsockopt(
+                                s.as_raw_fd(),
+                                libc::IPPROTO_TCP,
+                                libc::TCP_SYNCNT,
+                                (&syncnt as *const libc::c_int).cast(),
+                                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                            )
+                        };
                         let _ = connect_raw(s.as_raw_fd(), &dst);
                         // Keep the socket until the process ends.
                         std::mem::forget(s);
@@ -482,7 +501,7 @@ fn phase(kind: Park) -> Result<Outcome, String> {
     let m0 = st(&d)?;
     // Several processes, each within its descriptor limit (4096 in the VM).
     let mut helpers = Vec::new();
-    let mut left = PARK;
+    let mut left = park();
     let mut spawn_err = None;
     while left > 0 {
         let n = left.min(PER_PROC);

@@ -321,7 +321,10 @@ fn marks_per_ring(kib: u64) -> u64 {
 
 fn big_marks_and_reads() -> TestResult {
     const RING_KIB: u64 = 65536;
-    const LIMIT: Duration = Duration::from_secs(10);
+    // A bound that says "hung", not a speed: a read with room for the whole ring goes on while
+    // producers keep the ring full (13 s on the KASAN kernel under emulation). Stalls and
+    // lockups are the kernel's detectors' to report, and the log scan's to catch.
+    const LIMIT: Duration = Duration::from_secs(60);
     adv::reload_if_possible(&[&format!("ring_kib={RING_KIB}")])?;
     let mark = adv::log_mark();
     let w = Dev::rw()?;

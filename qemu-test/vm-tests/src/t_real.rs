@@ -21,6 +21,7 @@ use crate::dev::{Dev, Rec};
 use crate::fixtures::{collect, fresh, summaries};
 use crate::harness::{Harness, TestResult};
 use crate::sys;
+use crate::uring;
 use crate::{ensure, ensure_eq};
 
 pub fn all(h: &mut Harness) {
@@ -1522,201 +1523,6 @@ fn resets() -> TestResult {
     Ok(())
 }
 
-// io_uring, by raw syscalls: one connect and one accept through a ring.
-
-/// `struct io_sqring_offsets`.
-#[repr(C)]
-#[derive(Default)]
-struct SqOffsets {
-    head: u32,
-    tail: u32,
-    ring_mask: u32,
-    ring_entries: u32,
-    flags: u32,
-    dropped: u32,
-    array: u32,
-    resv1: u32,
-    user_addr: u64,
-}
-
-/// `struct io_cqring_offsets`.
-#[repr(C)]
-#[derive(Default)]
-struct CqOffsets {
-    head: u32,
-    tail: u32,
-    ring_mask: u32,
-    ring_entries: u32,
-    overflow: u32,
-    cqes: u32,
-    flags: u32,
-    resv1: u32,
-    user_addr: u64,
-}
-
-/// `struct io_uring_params`.
-#[repr(C)]
-#[derive(Default)]
-struct UringParams {
-    sq_entries: u32,
-    cq_entries: u32,
-    flags: u32,
-    sq_thread_cpu: u32,
-    sq_thread_idle: u32,
-    features: u32,
-    wq_fd: u32,
-    resv: [u32; 3],
-    sq_off: SqOffsets,
-    cq_off: CqOffsets,
-}
-
-/// `struct io_uring_sqe`, as connect and accept use it.
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct Sqe {
-    opcode: u8,
-    flags: u8,
-    ioprio: u16,
-    fd: i32,
-    off: u64,
-    addr: u64,
-    len: u32,
-    op_flags: u32,
-    user_data: u64,
-    buf_index: u16,
-    personality: u16,
-    splice_fd_in: i32,
-    addr3: u64,
-    pad: u64,
-}
-
-/// `struct io_uring_cqe`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Cqe {
-    user_data: u64,
-    res: i32,
-    flags: u32,
-}
-
-const IORING_OP_ACCEPT: u8 = 13;
-const IORING_OP_CONNECT: u8 = 16;
-const IORING_OFF_SQ_RING: i64 = 0;
-const IORING_OFF_CQ_RING: i64 = 0x800_0000;
-const IORING_OFF_SQES: i64 = 0x1000_0000;
-const IORING_ENTER_GETEVENTS: u32 = 1;
-
-/// Maps part of a ring.
-///
-/// # Safety
-///
-/// `fd` is an io_uring descriptor and `off` one of its mmap offsets.
-unsafe fn ring_map(fd: i32, len: usize, off: i64) -> Result<*mut u8, String> {
-    // SAFETY: By the caller's contract; a fresh shared mapping of the ring.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            fd,
-            off,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(format!("mmap ring: {}", std::io::Error::last_os_error()));
-    }
-    Ok(p.cast())
-}
-
-/// Submits `sqes` in one io_uring_enter and waits for as many completions: (user_data, res).
-fn uring_run(sqes: &[Sqe]) -> Result<Vec<(u64, i32)>, String> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    let mut p = UringParams::default();
-    // SAFETY: io_uring_setup with a params struct of the kernel's layout.
-    let fd =
-        unsafe { libc::syscall(libc::SYS_io_uring_setup, 8u32, &mut p as *mut UringParams) } as i32;
-    ensure!(
-        fd >= 0,
-        "io_uring_setup: {}",
-        std::io::Error::last_os_error()
-    );
-    let sq_len = p.sq_off.array as usize + p.sq_entries as usize * 4;
-    let cq_len = p.cq_off.cqes as usize + p.cq_entries as usize * std::mem::size_of::<Cqe>();
-    // SAFETY: `fd` is the ring just made; the lengths are the ones its offsets give.
-    let (sq, cq, sqe_mem) = unsafe {
-        (
-            ring_map(fd, sq_len, IORING_OFF_SQ_RING)?,
-            ring_map(fd, cq_len, IORING_OFF_CQ_RING)?,
-            ring_map(
-                fd,
-                p.sq_entries as usize * std::mem::size_of::<Sqe>(),
-                IORING_OFF_SQES,
-            )?,
-        )
-    };
-    // SAFETY: The offsets are inside the mappings, which live until the end of this function;
-    // head and tail are shared with the kernel, so they are accessed atomically.
-    unsafe {
-        let at = |base: *mut u8, off: u32| &*base.add(off as usize).cast::<AtomicU32>();
-        let mask = *sq.add(p.sq_off.ring_mask as usize).cast::<u32>();
-        let array = sq.add(p.sq_off.array as usize).cast::<u32>();
-        let mut tail = at(sq, p.sq_off.tail).load(Ordering::Acquire);
-        for (i, e) in sqes.iter().enumerate() {
-            *sqe_mem.cast::<Sqe>().add(i) = *e;
-            *array.add((tail & mask) as usize) = i as u32;
-            tail = tail.wrapping_add(1);
-        }
-        at(sq, p.sq_off.tail).store(tail, Ordering::Release);
-        let n = sqes.len() as u32;
-        let rc = libc::syscall(
-            libc::SYS_io_uring_enter,
-            fd,
-            n,
-            n,
-            IORING_ENTER_GETEVENTS,
-            std::ptr::null::<u8>(),
-            0usize,
-        );
-        ensure!(
-            rc >= 0,
-            "io_uring_enter: {}",
-            std::io::Error::last_os_error()
-        );
-        let cmask = *cq.add(p.cq_off.ring_mask as usize).cast::<u32>();
-        let cqes = cq.add(p.cq_off.cqes as usize).cast::<Cqe>();
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while out.len() < sqes.len() && Instant::now() < deadline {
-            let head = at(cq, p.cq_off.head).load(Ordering::Acquire);
-            let ctail = at(cq, p.cq_off.tail).load(Ordering::Acquire);
-            if head == ctail {
-                libc::syscall(
-                    libc::SYS_io_uring_enter,
-                    fd,
-                    0u32,
-                    1u32,
-                    IORING_ENTER_GETEVENTS,
-                    std::ptr::null::<u8>(),
-                    0usize,
-                );
-                continue;
-            }
-            let c = *cqes.add((head & cmask) as usize);
-            out.push((c.user_data, c.res));
-            at(cq, p.cq_off.head).store(head.wrapping_add(1), Ordering::Release);
-        }
-        libc::munmap(sq.cast(), sq_len);
-        libc::munmap(cq.cast(), cq_len);
-        libc::munmap(
-            sqe_mem.cast(),
-            p.sq_entries as usize * std::mem::size_of::<Sqe>(),
-        );
-        libc::close(fd);
-        Ok(out)
-    }
-}
-
 fn io_uring() -> TestResult {
     let d = fresh()?;
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -1728,23 +1534,23 @@ fn io_uring() -> TestResult {
     // SAFETY: `cfd` is a stream socket we own, handed over to the stream.
     let mut c = unsafe { TcpStream::from_raw_fd(cfd) };
     let lfd = std::os::fd::AsRawFd::as_raw_fd(&l);
-    let done = uring_run(&[
-        Sqe {
-            opcode: IORING_OP_ACCEPT,
-            fd: lfd,
-            user_data: 1,
-            ..Sqe::default()
-        },
-        Sqe {
-            opcode: IORING_OP_CONNECT,
-            fd: cfd,
-            addr: &ss as *const libc::sockaddr_storage as u64,
-            off: u64::from(len),
-            user_data: 2,
-            ..Sqe::default()
-        },
-    ])?;
-    let res = |u: u64| done.iter().find(|(x, _)| *x == u).map(|(_, r)| *r);
+    let mut ring = uring::Ring::new(8)?;
+    ring.push(uring::Sqe {
+        opcode: uring::OP_ACCEPT,
+        fd: lfd,
+        user_data: 1,
+        ..uring::Sqe::default()
+    })?;
+    ring.push(uring::Sqe {
+        opcode: uring::OP_CONNECT,
+        fd: cfd,
+        addr: &ss as *const libc::sockaddr_storage as u64,
+        off: u64::from(len),
+        user_data: 2,
+        ..uring::Sqe::default()
+    })?;
+    let done = ring.submit_and_wait(2, 2)?;
+    let res = |u: u64| done.iter().find(|c| c.user_data == u).map(|c| c.res);
     ensure_eq!(res(2), Some(0), "io_uring connect: {done:?}");
     let afd = res(1).ok_or(format!("no accept completion: {done:?}"))?;
     ensure!(afd >= 0, "io_uring accept: {afd}");

@@ -18,6 +18,13 @@ case "${1:-}" in
 --lane=*) lane=${1#--lane=} ;;
 esac
 case "$lane" in stock | debug) ;; *) echo "build: unknown lane '$lane'" >&2; exit 2 ;; esac
+# One build at a time (check.sh runs lanes at once, and each lane builds what it needs): the
+# build root's apt and mounts, kbuild and cargo in one tree are not for two at once. The lock is
+# let go while the debug kernel builds (it has its own), so that other lanes go on meanwhile.
+cache=${TCPLOG_CACHE:-/var/cache/tcplog}
+mkdir -p "$cache"
+exec 8>"$cache/build.lock"
+flock 8
 kenv=$("$repo/scripts/build-root.sh" | sed -n 's/^KENV=//p')
 [ -n "$kenv" ] || { echo "build: the build root did not come up" >&2; exit 1; }
 # shellcheck source=/dev/null
@@ -53,7 +60,9 @@ echo "[build] module and tools built in $(($(date +%s) - start)) s" >&2
 echo "KENV=$kenv"
 [ "$lane" = debug ] || exit 0
 
+flock -u 8
 dkenv=$("$repo/scripts/debug-kernel.sh" "$kenv" | sed -n 's/^DKENV=//p')
+flock 8
 [ -n "$dkenv" ] || { echo "build: the debug kernel did not build" >&2; exit 1; }
 # shellcheck source=/dev/null
 . "$dkenv"

@@ -41,7 +41,7 @@ for boot in 1 2; do
 	echo "[vm] lane debian: boot $boot of 2, kernel $KVER"
 	b0=$(date +%s)
 	set +e
-	nice -n 19 timeout --foreground "$timeout_s" qemu-system-x86_64 -accel tcg,thread=single -cpu max \
+	timeout --foreground "$timeout_s" qemu-system-x86_64 -accel tcg,thread=single -cpu max \
 		-smp 2 -m 1024 -nodefaults -display none -no-reboot \
 		-kernel "$VMLINUZ" -initrd "$image/initrd.img" \
 		-append "root=/dev/vda rw console=ttyS0 loglevel=5 printk.time=1 panic=-1" \

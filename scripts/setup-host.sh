@@ -7,6 +7,7 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v unshare >/dev/null || need+=(util-linux)
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 if [ ${#need[@]} -gt 0 ]; then
 	[ "$(id -u)" = 0 ] || { echo "setup: run as root to install ${need[*]}" >&2; exit 1; }
 	echo "[setup] installing ${need[*]}" >&2

@@ -819,24 +819,8 @@ pub fn blackhole() -> Result<(), String> {
 /// Checks that the kernel log holds no memory-safety report (KASAN, KFENCE, UBSAN, BUG, WARN,
 /// Oops); the offending lines otherwise.
 pub fn kernel_log_clean() -> TestResult {
-    const BAD: &[&str] = &[
-        "KASAN",
-        "KFENCE",
-        "UBSAN",
-        "BUG:",
-        "WARNING:",
-        "Oops",
-        "general protection fault",
-        "Call Trace:",
-        "refcount_t",
-        "list_add corruption",
-        "list_del corruption",
-    ];
     let log = sys::dmesg();
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| BAD.iter().any(|p| l.contains(p)))
-        .collect();
+    let bad: Vec<&str> = log.lines().filter(|l| crate::klog::is_report(l)).collect();
     if bad.is_empty() {
         Ok(())
     } else {

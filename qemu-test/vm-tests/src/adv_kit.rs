@@ -292,41 +292,12 @@ pub fn log_mark() -> f64 {
     sys::dmesg().lines().filter_map(stamp).fold(0.0, f64::max)
 }
 
-/// What the kernel reports when it finds a bug, a stall or a lockup.
-const REPORTS: &[&str] = &[
-    "WARNING:",
-    "BUG:",
-    "Oops",
-    "general protection fault",
-    "kernel BUG",
-    "rcu: INFO",
-    "rcu_sched self-detected stall",
-    "rcu_preempt self-detected stall",
-    "detected stall",
-    "soft lockup",
-    "hard LOCKUP",
-    "blocked for more than",
-    "hung_task",
-    "possible recursive locking",
-    "possible circular locking",
-    "inconsistent lock state",
-    "suspicious RCU usage",
-    "Call Trace:",
-    "UBSAN:",
-    "KASAN:",
-    "refcount_t:",
-    "list_add corruption",
-    "list_del corruption",
-    "rust_panic",
-    "panicked at",
-];
-
 /// Kernel log lines since `mark` that report a bug, a stall or a lockup.
 pub fn reports_since(mark: f64) -> Vec<String> {
     sys::dmesg()
         .lines()
         .filter(|l| stamp(l).is_some_and(|t| t > mark))
-        .filter(|l| REPORTS.iter().any(|p| l.contains(p)))
+        .filter(|l| crate::klog::is_report(l))
         .map(str::to_owned)
         .collect()
 }

@@ -12,6 +12,7 @@ mod dev;
 mod fixtures;
 mod fuzz;
 mod harness;
+mod klog;
 mod peer;
 mod sys;
 mod t_adv_blind;

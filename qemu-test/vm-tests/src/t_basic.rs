@@ -68,59 +68,13 @@ pub fn unload(h: &mut Harness) {
     );
 }
 
-/// What in the kernel log means the kernel found a bug while we ran: WARN and BUG, oopses, KASAN,
-/// KFENCE, UBSAN, lockdep, RCU, atomic-context and debug-object reports, refcount and list
-/// corruption, SLUB and page poisoning reports, stalls and hung tasks. (run-vm.sh scans the
-/// console on the host with the same list.)
-const BAD_LOG: &[&str] = &[
-    "WARNING:",
-    "BUG:",
-    "kernel BUG at",
-    "Oops",
-    "general protection fault",
-    "Kernel panic",
-    "Call Trace:",
-    "KASAN:",
-    "KFENCE:",
-    "UBSAN:",
-    "ODEBUG:",
-    "possible recursive locking",
-    "possible circular locking",
-    "inconsistent lock state",
-    "trying to register non-static key",
-    "DEBUG_LOCKS_WARN_ON",
-    "suspicious RCU usage",
-    "detected stall",
-    "sleeping function called from invalid context",
-    "scheduling while atomic",
-    "blocked for more than",
-    "refcount_t:",
-    "ref_tracker:",
-    "list_add corruption",
-    "list_del corruption",
-    "memory corruption",
-    "Poison overwritten",
-    "Redzone overwritten",
-    "Padding overwritten",
-    "Freepointer corrupt",
-    "Object already free",
-];
-
-/// A SLUB report's first line: `BUG kmalloc-64 (Tainted: G O): Poison overwritten`.
-fn slub_report(line: &str) -> bool {
-    line.contains("BUG ") && (line.contains(" (Not tainted): ") || line.contains(" (Tainted: "))
-}
-
 pub fn kernel_log(h: &mut Harness) {
     h.run(
         "kernel log has no WARN, BUG, Oops or lockdep report",
         || {
             let log = sys::dmesg();
             ensure!(!log.is_empty(), "dmesg printed nothing");
-            let bad: Vec<&str> = log
-                .lines()
-                .filter(|l| BAD_LOG.iter().any(|p| l.contains(p)) || slub_report(l))
-                .collect();
+            let bad: Vec<&str> = log.lines().filter(|l| crate::klog::is_report(l)).collect();
             ensure!(bad.is_empty(), "kernel log:\n{}", bad.join("\n"));
             Ok(())
         },

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::adv_kit::ename;
 use crate::sys;
@@ -433,22 +433,45 @@ impl Capture {
 
     /// Stops tcpdump; the frames it wrote. Fails if the kernel dropped any.
     pub fn stop(mut self) -> Result<Vec<Frame>, String> {
-        // Let the last packets reach the file.
-        std::thread::sleep(Duration::from_millis(500));
+        // Let the last packets reach the file: tcpdump (-U) writes each packet as it takes it
+        // from its buffer, and on SIGINT leaves what it has not taken yet. On a slow kernel it
+        // can lag by seconds, so wait until the file has not grown for a second.
+        let size = || std::fs::metadata(&self.file).map_or(0, |m| m.len());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut last, mut since) = (size(), Instant::now());
+        while since.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = size();
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
         // SAFETY: Signalling our own child (ip execs tcpdump in place).
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         self.child.wait().map_err(|e| e.to_string())?;
-        let mut dropped = None;
+        let (mut dropped, mut captured, mut received) = (None, None, None);
         while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(2)) {
-            if let Some(n) = l.strip_suffix(" packets dropped by kernel") {
-                dropped = n.trim().parse::<u64>().ok();
-            }
+            let count = |suffix: &str| {
+                l.strip_suffix(suffix)
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            };
+            dropped = dropped.or(count(" packets dropped by kernel"));
+            captured = captured.or(count(" packets captured"));
+            received = received.or(count(" packets received by filter"));
         }
         if dropped != Some(0) {
             return Err(format!(
                 "tcpdump ({}) dropped packets: {dropped:?}",
                 self.file
             ));
+        }
+        if let (Some(c), Some(r)) = (captured, received) {
+            if c < r {
+                return Err(format!(
+                    "tcpdump ({}) wrote {c} of the {r} packets its filter took: the capture is no oracle",
+                    self.file
+                ));
+            }
         }
         read_pcap(&self.file)
     }

@@ -270,7 +270,12 @@ fn blind(kind: Park) -> TestResult {
     if let Some(e) = &o.error {
         return Err(e.clone());
     }
-    ensure!(o.parked >= park(), "only {} of {} threads parked", o.parked, park());
+    ensure!(
+        o.parked >= park(),
+        "only {} of {} threads parked",
+        o.parked,
+        park()
+    );
     ensure!(
         o.missing.is_empty(),
         "{} of root's events missing (probes_missed +{} while root ran): {}",

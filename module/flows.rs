@@ -104,6 +104,8 @@ pub(crate) struct FlowCounts {
     pub(crate) first_rx_ns: Option<u64>,
     /// The longest time between two packets, either way, ns.
     pub(crate) max_idle_ns: u64,
+    /// The peer's FIN was counted.
+    pub(crate) fin_in: bool,
 }
 
 /// When things happened to a flow (`CLOCK_BOOTTIME`, ns).
@@ -127,6 +129,9 @@ struct Flow {
     confirmed: bool,
     /// Its connection reached CLOSE: a new connection may reuse the ports.
     closed: bool,
+    /// This side sent a reset: the connection ended with it, and what crosses it (the peer's
+    /// packets in flight, the resets the kernel answers them with from no socket) is not its.
+    reset_out: bool,
 }
 
 /// A packet, as the flow table needs it.
@@ -138,6 +143,9 @@ pub(crate) struct FlowPacket {
     pub(crate) data: bool,
     /// A connection's first segment: SYN without ACK.
     pub(crate) first_syn: bool,
+    /// It carries RST, FIN.
+    pub(crate) rst: bool,
+    pub(crate) fin: bool,
     pub(crate) seq: u32,
     /// When it was seen (`CLOCK_BOOTTIME`, ns).
     pub(crate) now: u64,
@@ -180,7 +188,9 @@ impl Flows {
         if let Some(f) = t.get_mut(key, h) {
             let restart = p.first_syn && p.seq != f.isn && (!f.confirmed || f.closed);
             if !restart {
-                add(f, p);
+                if !f.reset_out {
+                    add(f, p);
+                }
                 return;
             }
         } else if !p.first_syn {
@@ -275,6 +285,8 @@ impl Flows {
 }
 
 fn add(f: &mut Flow, p: &FlowPacket) {
+    f.reset_out |= p.rst && !p.inbound;
+    f.counts.fin_in |= p.fin && p.inbound;
     let (c, t) = (&mut f.counts, &mut f.times);
     if p.inbound {
         c.pkts_in += 1;
@@ -323,6 +335,8 @@ mod tests {
             bytes,
             data: bytes > 60,
             first_syn,
+            rst: false,
+            fin: false,
             seq,
             now: bytes * 1000,
         }
@@ -330,6 +344,31 @@ mod tests {
 
     fn flows(max: usize) -> Result<Pin<KBox<Flows>>> {
         KBox::pin_init(Flows::new(max, HashKeys::new())?, GFP_KERNEL)
+    }
+
+    #[test]
+    fn a_connection_ends_with_this_sides_reset() -> Result {
+        let f = flows(8)?;
+        f.count(&key(1), &pkt(false, 60, true, 7));
+        f.count(&key(1), &pkt(true, 60, false, 0));
+        f.confirm(&key(1), 0x1000);
+        let fin = FlowPacket {
+            fin: true,
+            ..pkt(true, 52, false, 0)
+        };
+        f.count(&key(1), &fin);
+        let rst = FlowPacket {
+            rst: true,
+            ..pkt(false, 40, false, 0)
+        };
+        f.count(&key(1), &rst);
+        // What crosses the reset: the peer's segment in flight, the kernel's answer to it.
+        f.count(&key(1), &pkt(true, 52, false, 0));
+        f.count(&key(1), &rst);
+        let c = f.take(&key(1), 0x1000).ok_or(EINVAL)?;
+        assert_eq!((c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out), (2, 112, 2, 100));
+        assert!(c.fin_in);
+        Ok(())
     }
 
     #[test]

@@ -192,6 +192,8 @@ fn count_flow(log: &Log, p: &Parsed, dir: u8, netns: u32) {
             bytes: u64::from(p.len),
             data: p.orig_len as usize > p.ip_hlen + p.l4_hlen,
             first_syn: p.tcp_flags & syn_ack == abi::tcp_flag::SYN,
+            rst: p.tcp_flags & abi::tcp_flag::RST != 0,
+            fin: p.tcp_flags & abi::tcp_flag::FIN != 0,
             seq: p.seq,
             now: crate::clock::boot_ns(),
         },

@@ -111,6 +111,11 @@ pub(crate) fn add_flow(b: &mut SummaryBody, f: &FlowCounts) {
     b.ip_bytes_out = f.bytes_out;
     b.max_idle_ns = f.max_idle_ns;
     b.flags |= abi::SUMF_IP_COUNTERS;
+    // Retired in FIN_WAIT2, but the peer's late FIN (and so the last ACK, which answers it at
+    // once) crossed the hooks before the counters were taken: nothing is left out after all.
+    if f.fin_in {
+        b.flags &= !abi::SUMF_FIN_WAIT2;
+    }
     if let Some(t) = f.first_tx_ns {
         b.first_tx_ns = t;
         b.flags |= abi::SUMF_FIRST_TX;

@@ -225,8 +225,14 @@ pub fn dump(path: &Path, o: &OutputArgs, w: &WriteArgs, out: &mut dyn Write) -> 
     let end = dev.status()?.records_produced;
     let mut p = Pipeline::new(o, Some(w), false, true, out)?;
     let mut buf = vec![0u8; READ_SIZE];
+    read_until(&mut dev, &mut p, &mut buf, end)?;
+    p.finish()
+}
+
+/// Reads and feeds records until the one before sequence number `end` (or until none is left).
+fn read_until(dev: &mut Device, p: &mut Pipeline<'_>, buf: &mut [u8], end: u64) -> Result<()> {
     loop {
-        let n = dev.read_records(&mut buf)?;
+        let n = dev.read_records(buf)?;
         if n == 0 {
             break;
         }
@@ -235,7 +241,7 @@ pub fn dump(path: &Path, o: &OutputArgs, w: &WriteArgs, out: &mut dyn Write) -> 
             _ => {}
         }
     }
-    p.finish()
+    Ok(())
 }
 
 /// Prints (and writes) records as they arrive until interrupted (SIGINT or SIGTERM), then the
@@ -288,16 +294,7 @@ pub fn follow(
     // What was produced until now still goes into the log, and nothing after: however fast
     // records keep coming, stopping takes as long as reading the ring once.
     let end = dev.status()?.records_produced;
-    loop {
-        let n = dev.read_records(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        match p.feed(&buf[..n])? {
-            Some(seq) if seq + 1 >= end => break,
-            _ => {}
-        }
-    }
+    read_until(&mut dev, &mut p, &mut buf, end)?;
     let (records, lost) = (p.records, p.lost);
     p.finish()?;
     eprintln!("tcplog: {records} records, lost {lost} records in total");

@@ -2,8 +2,14 @@
 #
 # tcplog: the kernel module tcplog.ko and the userspace tool `tcplog`.
 #
-#   make                      build both for Debian 13's Rust-enabled 7.3 kernel, inside the build
-#                             root that scripts/build-root.sh makes (needs root the first time)
+#   make                      build the tool, and tcplog.ko for every Rust-enabled Debian kernel of
+#                             the current backports and unstable (KERNELS="all"), inside the build
+#                             roots that scripts/build-root.sh makes (needs root the first time):
+#                             ./tcplog.ko for the stock kernel (backports/amd64), the others in
+#                             target/kernels/KVER/tcplog.ko
+#   make KERNELS="backports/cloud-amd64 unstable/amd64@7.2"
+#                             those kernels only (SUITE/FLAVOUR[@SERIES][=VERSION], see
+#                             scripts/build-root.sh; `stock` is backports/amd64)
 #   make KDIR=/path/to/tree   build the module against that Rust-enabled kernel build tree with its
 #                             own toolchain, and the tool with the host's cargo
 #   make demo                 build, boot the VM, show the tool working (README's main command)
@@ -16,13 +22,15 @@
 # kbuild reads Kbuild, not this file, when it builds the module (M=...).
 
 KDIR ?=
+KERNELS ?= all
 CARGO ?= cargo
 
 .PHONY: all module tool demo check deb sign clean
 
 ifeq ($(KDIR),)
 all:
-	./scripts/build.sh >/dev/null
+	@mkdir -p target && ./scripts/build.sh --kernels "$(KERNELS)" >target/built && \
+		sed -n 's|^MODULE=.*/kernel-\(.*\)\.env \(.*\)|tcplog.ko for \1: \2|p' target/built
 else
 all: module tool
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the VM image and boots a kernel in QEMU with it.
 #
-# Usage: qemu-test/run-vm.sh [--lane stock|debug] MODE [ARG]
+# Usage: qemu-test/run-vm.sh [--lane LANE] MODE [ARG]
 #   test [FILTER]    run the in-VM suite (or the tests matching FILTER)
 #   demo             the demonstration README's main command shows
 #   bench [WORDS]    the benchmarks (numbers, not verdicts); WORDS, joined by commas: quick (fewer
@@ -16,6 +16,11 @@
 #          modes it boots with KFENCE sampling every allocation, SLUB debugging and page poisoning.
 #   debug  The debug kernel of scripts/debug-kernel.sh (KASAN, lockdep, ...) and tcplog.ko built
 #          against it with clang.
+#   SUITE/FLAVOUR[@SERIES][=VERSION]  Another Debian kernel, as scripts/build-root.sh names them
+#          (backports/cloud-amd64, unstable/amd64, ...), and tcplog.ko built for it: the same
+#          suite as the stock lane, with the memory debugging the kernel has, and the adversarial
+#          tests smaller (a quarter of the fuzzer's calls and of the blinding threads, 20 load
+#          cycles), as the stock lane runs them at full size.
 #   debian Debian's kernel booting a Debian 13 system (systemd, apt, nginx) from a disk image: the
 #          packages of `make deb` installed, tcplog.service run, a reboot, a purge
 #          (qemu-test/debian/run.sh; test mode only).
@@ -30,12 +35,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 lane=${TCPLOG_LANE:-stock}
 case "${1:-}" in
---lane) lane=${2:?--lane needs stock or debug}; shift 2 ;;
+--lane) lane=${2:?--lane needs a lane}; shift 2 ;;
 --lane=*) lane=${1#--lane=}; shift ;;
 esac
 mode=${1:-test}
 filter=${2:-}
-out=$here/out/$lane
+# A kernel lane's name has slashes: its directory does not.
+out=$here/out/${lane//\//-}
 if [ "$lane" = debian ]; then
 	if [ "$mode" != test ] || [ -n "$filter" ]; then
 		echo "[vm] the debian lane has only the test mode, without a filter" >&2
@@ -87,14 +93,30 @@ debug)
 	# them) as a "wild-memory-access", thousands of them, before init even starts.
 	boot_args="no5lvl"
 	;;
+*/*)
+	envs=$("$repo/scripts/build.sh" --kernels "$lane")
+	kenv=$(sed -n 's/^KENV=//p' <<<"$envs")
+	read -r kkenv ko < <(sed -n 's/^MODULE=//p' <<<"$envs")
+	[ -n "$kenv" ] && [ -n "${kkenv:-}" ] || { echo "[vm] the build for kernel $lane failed" >&2; exit 1; }
+	# shellcheck source=/dev/null
+	. "$kkenv"
+	kernel=$VMLINUZ
+	krel=$KVER
+	moddir=$MODDIR_IN_ROOT
+	ko=/src/$ko
+	mem=1024
+	timeout_s=${TCPLOG_VM_TIMEOUT:-1200}
+	debug_args="kfence.sample_interval=1 slub_debug=FZPU page_poison=1 tlvm_adv_percent=25 tlvm_cycles=20"
+	boot_args=""
+	;;
 *)
-	echo "[vm] unknown lane '$lane' (stock, debug or debian)" >&2
+	echo "[vm] unknown lane '$lane' (stock, debug, debian or SUITE/FLAVOUR)" >&2
 	exit 2
 	;;
 esac
 mkdir -p "$out"
 "$repo/scripts/in-root.sh" "$kenv" sh /src/qemu-test/image/assemble.sh "$krel" "$moddir" \
-	"/src/qemu-test/out/$lane" "$ko" >&2
+	"/src/${out#"$repo"/}" "$ko" >&2
 # The benchmarks' and the profile's peers (bpftrace, perf) ride in an archive of their own, appended.
 case "$mode" in bench | profile)
 	"$repo/scripts/in-root.sh" "$kenv" sh /src/qemu-test/image/peers.sh "/src/${out#"$repo"/}" >&2

@@ -1,55 +1,80 @@
 #!/usr/bin/env bash
-# Builds everything for Debian's Rust-enabled 7.3 kernel inside the Debian 13 build root: tcplog.ko
-# (against the prepared headers), the tcplog tool and the in-VM test suite (with the root's cargo,
-# so binaries link against the same glibc the VM image carries).
+# Builds tcplog inside the Debian build roots (scripts/build-root.sh): tcplog.ko for Debian's stock
+# kernel (backports/amd64) at ./tcplog.ko, the tcplog tool and the in-VM test suite (with the
+# trixie root's cargo, so binaries link against the glibc the VM image carries), and tcplog.ko for
+# each further kernel asked for.
 #
-# With --lane debug (or TCPLOG_LANE=debug) it also builds the debug kernel (scripts/debug-kernel.sh)
-# and tcplog.ko against it with the same clang, into target/debug-lane/module/tcplog.ko: kbuild
-# builds in the source directory, so a copy of the sources is built there, and the stock build's
-# objects stay as they are.
+# Usage: scripts/build.sh [--lane debug] [--kernels "KERNEL..."]
+#   --kernels  Debian kernels to build tcplog.ko for besides the stock one, as build-root.sh takes
+#              them (SUITE/FLAVOUR[@SERIES][=VERSION]), or `all`: every flavour of the current
+#              backports and unstable kernels (amd64, cloud-amd64, rt-amd64). Each module goes to
+#              target/kernels/KVER/tcplog.ko (kbuild builds in the source directory, so each kernel
+#              gets a copy of the sources, and the stock build's objects stay as they are).
+#   --lane debug  also the debug kernel (scripts/debug-kernel.sh) and tcplog.ko against it with
+#              the same clang, into target/debug-lane/module/tcplog.ko.
 #
-# Prints KENV=<file> (see build-root.sh) and, for the debug lane, DKENV=<file> (see
-# debug-kernel.sh) as its last lines.
+# Prints KENV=<file> (the stock kernel's, see build-root.sh), then for each further kernel
+# MODULE=<its KENV file> <the module's path in the repository>, and for the debug lane
+# DKENV=<file> (see debug-kernel.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 lane=${TCPLOG_LANE:-stock}
-case "${1:-}" in
---lane) lane=${2:?--lane needs stock or debug} ;;
---lane=*) lane=${1#--lane=} ;;
-esac
+kernels=${TCPLOG_KERNELS:-}
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--lane) lane=${2:?--lane needs stock or debug}; shift 2 ;;
+	--lane=*) lane=${1#--lane=}; shift ;;
+	--kernels) kernels=${2?--kernels needs a list}; shift 2 ;;
+	--kernels=*) kernels=${1#--kernels=}; shift ;;
+	*) echo "build: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
 case "$lane" in stock | debug) ;; *) echo "build: unknown lane '$lane'" >&2; exit 2 ;; esac
+expanded=
+for k in $kernels; do
+	case "$k" in
+	all) expanded+=" backports/amd64 backports/cloud-amd64 backports/rt-amd64 unstable/amd64 unstable/cloud-amd64 unstable/rt-amd64" ;;
+	stock) expanded+=" backports/amd64" ;;
+	*) expanded+=" $k" ;;
+	esac
+done
 # One build at a time (check.sh runs lanes at once, and each lane builds what it needs): the
-# build root's apt and mounts, kbuild and cargo in one tree are not for two at once. The lock is
+# build roots' apt and mounts, kbuild and cargo in one tree are not for two at once. The lock is
 # let go while the debug kernel builds (it has its own), so that other lanes go on meanwhile.
 cache=${TCPLOG_CACHE:-/var/cache/tcplog}
 mkdir -p "$cache"
 exec 8>"$cache/build.lock"
 flock 8
-kenv=$("$repo/scripts/build-root.sh" | sed -n 's/^KENV=//p')
-[ -n "$kenv" ] || { echo "build: the build root did not come up" >&2; exit 1; }
-# shellcheck source=/dev/null
-. "$kenv"
 
 # Kbuild's copy of rust/Makefile's bindgen_skip_c_flags (the headers tree does not ship it) must
 # be the kernel source's own: a flag the kernel drops for bindgen and we pass would make libclang
-# fail or, worse, see other layouts. The source's rust/Makefile is taken from linux-source-7.3
-# once per kernel version.
+# fail or, worse, see other layouts. build-root.sh keeps each kernel's rust/Makefile.
 flag_list() { awk -v v="$1" '$1 == v && ($2 == ":=" || $2 == "=") { on = 1; $1 = ""; $2 = "" }
 	on { line = $0; sub(/\\$/, "", line); printf "%s ", line; if ($0 !~ /\\$/) exit }' "$2" |
 	tr -s ' \t' '\n' | sed '/^$/d' | sort; }
-ref=${BUILD_ROOT%/root}/kernel-$KVER/reference/rust-Makefile
-if [ ! -s "$ref" ]; then
-	mkdir -p "${ref%/*}"
-	"$repo/scripts/in-root.sh" "$kenv" tar -xOf /usr/src/linux-source-7.3.tar.xz --wildcards '*/rust/Makefile' >"$ref.tmp"
-	mv "$ref.tmp" "$ref"
-fi
-if ! skip_diff=$(diff <(flag_list bindgen_skip_c_flags "$ref") <(flag_list tcplog_bindgen_skip_c_flags "$repo/Kbuild")) ||
-	[ -z "$(flag_list bindgen_skip_c_flags "$ref")" ]; then
-	echo "build: Kbuild's tcplog_bindgen_skip_c_flags differs from rust/Makefile's bindgen_skip_c_flags of $KPKG_VERSION (< the kernel's, > Kbuild's):" >&2
-	echo "$skip_diff" >&2
-	exit 1
-fi
+check_skip_flags() {
+	local kenv=$1 ref skip_diff
+	# shellcheck source=/dev/null
+	. "$kenv"
+	ref=$cache/kernel-$KVER/reference/rust-Makefile
+	if [ ! -s "$ref" ]; then
+		mkdir -p "${ref%/*}"
+		"$repo/scripts/in-root.sh" "$kenv" tar -xOf "$KSRC_TARBALL" --wildcards '*/rust/Makefile' >"$ref.tmp"
+		mv "$ref.tmp" "$ref"
+	fi
+	if ! skip_diff=$(diff <(flag_list bindgen_skip_c_flags "$ref") <(flag_list tcplog_bindgen_skip_c_flags "$repo/Kbuild")) ||
+		[ -z "$(flag_list bindgen_skip_c_flags "$ref")" ]; then
+		echo "build: Kbuild's tcplog_bindgen_skip_c_flags differs from rust/Makefile's bindgen_skip_c_flags of $KVER ($KPKG_VERSION) (< the kernel's, > Kbuild's):" >&2
+		echo "$skip_diff" >&2
+		return 1
+	fi
+}
 
+kenv=$("$repo/scripts/build-root.sh" | sed -n 's/^KENV=//p')
+[ -n "$kenv" ] || { echo "build: the build root did not come up" >&2; exit 1; }
+check_skip_flags "$kenv"
+# shellcheck source=/dev/null
+. "$kenv"
 start=$(date +%s)
 "$repo/scripts/in-root.sh" "$kenv" sh -euc "
 	cd /src
@@ -57,9 +82,30 @@ start=$(date +%s)
 	CARGO_TARGET_DIR=/src/target/buildroot cargo build -q --release --locked
 " >&2
 echo "[build] module and tools built in $(($(date +%s) - start)) s" >&2
+stock_kver=$KVER
 echo "KENV=$kenv"
+
+for k in $expanded; do
+	kkenv=$("$repo/scripts/build-root.sh" "$k" | sed -n 's/^KENV=//p')
+	[ -n "$kkenv" ] || { echo "build: kernel $k: its build root did not come up" >&2; exit 1; }
+	check_skip_flags "$kkenv"
+	# shellcheck source=/dev/null
+	. "$kkenv"
+	if [ "$KVER" = "$stock_kver" ]; then
+		echo "MODULE=$kkenv tcplog.ko"
+		continue
+	fi
+	start=$(date +%s)
+	dir=target/kernels/$KVER
+	"$repo/scripts/copy-module-sources.sh" "$repo/$dir"
+	"$repo/scripts/in-root.sh" "$kkenv" make -s -C "$KDIR_IN_ROOT" M="/src/$dir" modules >&2
+	echo "[build] tcplog.ko for $KVER ($k) built in $(($(date +%s) - start)) s" >&2
+	echo "MODULE=$kkenv $dir/tcplog.ko"
+done
 [ "$lane" = debug ] || exit 0
 
+# shellcheck source=/dev/null
+. "$kenv"
 flock -u 8
 dkenv=$("$repo/scripts/debug-kernel.sh" "$kenv" | sed -n 's/^DKENV=//p')
 flock 8

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# README's test command: host unit tests, checks of the built module, and the in-VM suite in three
+# README's test command: host unit tests, checks of the built module, and the in-VM suite in its
 # lanes: Debian's stock kernel with its memory debugging on; the debug kernel (KASAN, lockdep, ...;
-# see qemu-test/run-vm.sh); and a Debian 13 system booted from disk with the packages installed
-# and the service running (qemu-test/debian/run.sh). TCPLOG_LANES="stock debug" (any of the three
-# names) runs only those.
+# see qemu-test/run-vm.sh); other Debian kernels (backports' cloud-amd64 and unstable's amd64 by
+# default), each with tcplog.ko built for it; and a Debian 13 system booted from disk with the
+# packages installed and the service running (qemu-test/debian/run.sh). TCPLOG_LANES="stock
+# unstable/rt-amd64" (stock, debug, debian, or any kernel as scripts/build-root.sh names them)
+# runs those.
 # Ends with one line "N passed, N failed" that sums everything; exits nonzero if anything failed.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -124,23 +126,29 @@ check "tcplog.ko is licensed GPL" license_gpl
 check "tcplog.ko names itself, its authors and what it does" metadata
 check "tcplog.ko signed with a throwaway key: modinfo names the key, openssl verifies the PKCS#7 signature" signature_verifies
 
-# The lanes run on two tracks at once, each VM on one host CPU (single-threaded TCG): the stock
-# lane and then the Debian lane on one; on the other, the debug kernel's build (nice, when not
-# cached) and then the debug lane. Each lane writes its own log, printed whole when its track
-# ends; the sums come from each log's last line.
+# The lanes run two at a time, each VM on one host CPU (single-threaded TCG): two workers take
+# them in TCPLOG_LANES's order, so that the debug kernel's build (nice, when not cached) and its
+# lane go on beside the others. Each lane writes its own log, printed whole at the end; the sums
+# come from each log's last line.
 out=$repo/qemu-test/out
 mkdir -p "$out"
+lane_id() { echo "${1//\//-}"; }
 
-# Runs the in-VM suite of one lane into $out/check-LANE.log (its last line "N passed, N failed").
+# Runs the in-VM suite of one lane into $out/check-ID.log (its last line "N passed, N failed");
+# the checks of the lane's own build go to $out/check-ID.extra as "passed failed".
 vm_lane() {
-	local lane=$1 log=$out/check-$1.log start
+	local lane=$1 id log start extra_p=0 extra_f=0
+	id=$(lane_id "$lane")
+	log=$out/check-$id.log
 	start=$(date +%s)
 	case "$lane" in
 	stock) echo "== VM, stock lane: Debian's kernel with KFENCE, SLUB debugging and page poisoning" ;;
 	debug) echo "== VM, debug lane: the debug kernel (KASAN, KFENCE, UBSAN, lockdep, KUnit, ...)" ;;
 	debian) echo "== VM, debian lane: Debian 13 with systemd, the packages installed, the service, a reboot, a purge" ;;
+	*) echo "== VM, kernel lane $lane: that Debian kernel and tcplog.ko built for it, the whole suite (adversarial sizes smaller)" ;;
 	esac >"$log"
-	if [ "$lane" = debug ]; then
+	case "$lane" in
+	debug)
 		local dkenv v
 		dkenv=$("$repo/scripts/build.sh" --lane debug 2>>"$log" | sed -n 's/^DKENV=//p')
 		echo "[check] the debug lane's kernel and module took $(($(date +%s) - start)) s" >>"$log"
@@ -152,48 +160,87 @@ vm_lane() {
 		. "$dkenv"
 		v=$(modinfo_field vermagic /src/target/debug-lane/module/tcplog.ko)
 		case "$v" in
-		"$DK_KREL "*) echo "ok   tcplog.ko of the debug lane has the debug kernel's vermagic" >>"$log"; lane_extra=1 ;;
-		*) echo "FAIL tcplog.ko of the debug lane: vermagic '$v' is not for $DK_KREL" >>"$log"; lane_extra=-1 ;;
+		"$DK_KREL "*) echo "ok   tcplog.ko of the debug lane has the debug kernel's vermagic" >>"$log"; extra_p=1 ;;
+		*) echo "FAIL tcplog.ko of the debug lane: vermagic '$v' is not for $DK_KREL" >>"$log"; extra_f=1 ;;
 		esac
-		echo "$lane_extra" >"$out/check-debug.extra"
-	fi
+		;;
+	*/*)
+		local envs kkenv ko ours theirs
+		envs=$("$repo/scripts/build.sh" --kernels "$lane" 2>>"$log")
+		read -r kkenv ko < <(sed -n 's/^MODULE=//p' <<<"$envs") || true
+		echo "[check] the $lane lane's build took $(($(date +%s) - start)) s" >>"$log"
+		if [ -z "${kkenv:-}" ]; then
+			{ echo "FAIL tcplog.ko builds for kernel $lane"; echo "0 passed, 1 failed"; } >>"$log"
+			return
+		fi
+		ours=$(modinfo_field vermagic "/src/$ko")
+		theirs=$( (. "$kkenv" && modinfo_field vermagic "$MODDIR_IN_ROOT/kernel/drivers/net/veth.ko.xz"))
+		if [ -n "$ours" ] && [ "$ours" = "$theirs" ]; then
+			echo "ok   tcplog.ko for $lane has the vermagic of that kernel's own modules" >>"$log"
+			extra_p=1
+		else
+			echo "FAIL tcplog.ko for $lane: vermagic '$ours', that kernel's veth.ko '$theirs'" >>"$log"
+			extra_f=1
+		fi
+		;;
+	esac
+	echo "$extra_p $extra_f" >"$out/check-$id.extra"
 	"$repo/qemu-test/run-vm.sh" --lane "$lane" test >>"$log" 2>&1
 	echo "[check] the $lane lane took $(($(date +%s) - start)) s" >>"$log"
 }
 
 # Adds a lane's numbers from its log (a lane that ended without its line counts as one failure).
 count_lane() {
-	local lane=$1 log=$out/check-$1.log p f
+	local id log p f
+	id=$(lane_id "$1")
+	log=$out/check-$id.log
 	cat "$log"
 	read -r p f < <(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 |
 		awk '{ print $1, $3 } END { if (NR == 0) print 0, 1 }')
 	passed=$((passed + p))
 	failed=$((failed + f))
-	if [ "$lane" = debug ] && [ -s "$out/check-debug.extra" ]; then
-		case "$(cat "$out/check-debug.extra")" in 1) passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
+	if [ -s "$out/check-$id.extra" ]; then
+		read -r p f <"$out/check-$id.extra"
+		passed=$((passed + p))
+		failed=$((failed + f))
 	fi
 }
 
-lanes=${TCPLOG_LANES:-stock debug debian}
-track1=() track2=()
+# Every lane by default but the kernels on request (README: which and why): the stock kernel, the
+# debug kernel, backports' cloud kernel and unstable's kernel, and the Debian system.
+lanes=${TCPLOG_LANES:-stock debug backports/cloud-amd64 unstable/amd64 debian}
+queue=$out/check-queue
+: >"$queue"
 for lane in $lanes; do
 	case "$lane" in
-	stock | debian) track1+=("$lane") ;;
-	debug) track2+=("$lane") ;;
+	stock | debian | debug | */*) echo "$lane" >>"$queue" ;;
 	*)
 		echo "FAIL unknown lane '$lane' in TCPLOG_LANES"
 		failed=$((failed + 1))
 		;;
 	esac
 done
-rm -f "$out"/check-*.log "$out/check-debug.extra"
-run_track() { for lane in "$@"; do vm_lane "$lane"; done; }
-pids=()
-if [ ${#track1[@]} -gt 0 ]; then run_track "${track1[@]}" & pids+=($!); fi
-if [ ${#track2[@]} -gt 0 ]; then run_track "${track2[@]}" & pids+=($!); fi
-echo "[check] lanes running: ${track1[*]:-} ${track2[*]:+| ${track2[*]}} (logs in qemu-test/out/check-LANE.log)"
-for pid in "${pids[@]}"; do wait "$pid"; done
+rm -f "$out"/check-*.log "$out"/check-*.extra
+# A worker takes the next lane from the queue until none is left.
+worker() {
+	local lane
+	while :; do
+		lane=$(
+			flock 9
+			head -n 1 "$queue"
+			sed -i 1d "$queue"
+		) 9>"$queue.lock"
+		[ -n "$lane" ] || return 0
+		vm_lane "$lane"
+	done
+}
+echo "[check] lanes, two at a time: $(tr '\n' ' ' <"$queue")(logs in qemu-test/out/check-LANE.log)"
+worker &
+w1=$!
+worker &
+w2=$!
+wait $w1 $w2
 for lane in $lanes; do
-	case "$lane" in stock | debug | debian) count_lane "$lane" ;; esac
+	case "$lane" in stock | debug | debian | */*) count_lane "$lane" ;; esac
 done
 finish

@@ -57,9 +57,13 @@ for m in $MODULES; do
 	modprobe --show-depends -d "${MODDIR%/lib/modules/$KVER}" -S "$KVER" "$m" |
 		awk '$1 == "insmod" { print $2 }' | while read -r ko; do
 		dst=lib/modules/$KVER/${ko#"$MODDIR"/}
-		dst=${dst%.xz}
 		mkdir -p "$(dirname "$dst")"
-		xz -dc "$ko" >"$dst"
+		case "$ko" in
+		*.ko.xz) xz -dc "$ko" >"${dst%.xz}" ;;
+		*.ko.zst) zstd -qdc "$ko" >"${dst%.zst}" ;;
+		*.ko.gz) gzip -dc "$ko" >"${dst%.gz}" ;;
+		*) cp "$ko" "$dst" ;;
+		esac
 	done
 done
 for f in modules.builtin modules.builtin.modinfo modules.order; do

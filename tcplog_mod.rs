@@ -40,6 +40,8 @@ mod abi;
 mod bindings;
 #[path = "module/clock.rs"]
 mod clock;
+#[path = "module/compat.rs"]
+mod compat;
 #[path = "module/conns.rs"]
 mod conns;
 #[path = "module/device.rs"]
@@ -93,27 +95,39 @@ mod timer;
 #[path = "module/worker.rs"]
 mod worker;
 
-module! {
-    type: TcpLog,
-    name: "tcplog",
-    authors: ["The tcplog developers"],
-    description: "Logs TCP and UDP activity: socket events, connection summaries, packet headers",
-    license: "GPL",
-    params: {
-        ring_kib: u32 {
-            default: 4096,
-            description: "Size of the record ring in KiB (64 to 262144, default 4096)",
-        },
-        enabled: bool {
-            default: true,
-            description: "Start with logging enabled (default true)",
-        },
-        max_conns: u32 {
-            default: 16384,
-            description: "TCP connections tracked at once (64 to 1048576, default 16384)",
-        },
-    },
+/// The module's metadata and parameters, less the type of `enabled`: the kernel has `bool`
+/// parameters from 7.3 on, and before that it is an integer, 1 or 0 (`module/compat.rs` reads
+/// either).
+macro_rules! tcplog_module {
+    ($enabled_type:tt, $enabled_default:tt, $enabled_description:tt) => {
+        module! {
+            type: TcpLog,
+            name: "tcplog",
+            authors: ["The tcplog developers"],
+            description: "Logs TCP and UDP activity: socket events, connection summaries, packet headers",
+            license: "GPL",
+            params: {
+                ring_kib: u32 {
+                    default: 4096,
+                    description: "Size of the record ring in KiB (64 to 262144, default 4096)",
+                },
+                enabled: $enabled_type {
+                    default: $enabled_default,
+                    description: $enabled_description,
+                },
+                max_conns: u32 {
+                    default: 16384,
+                    description: "TCP connections tracked at once (64 to 1048576, default 16384)",
+                },
+            },
+        }
+    };
 }
+
+#[cfg(tcplog_kernel_ge_7_3)]
+tcplog_module!(bool, true, "Start with logging enabled (default true)");
+#[cfg(not(tcplog_kernel_ge_7_3))]
+tcplog_module!(u32, 1, "Start with logging enabled: 1 (default) or 0");
 
 struct TcpLog {
     dev: Option<Pin<KBox<device::Registration>>>,
@@ -123,7 +137,8 @@ struct TcpLog {
 impl kernel::Module for TcpLog {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         layout::check()?;
-        let kib = module_parameters::ring_kib.value() as usize;
+        let params = compat::Params::read();
+        let kib = params.ring_kib as usize;
         let size = kib.checked_mul(1024).ok_or(EINVAL)?;
         if !(ring::MIN_RING_SIZE..=ring::MAX_RING_SIZE).contains(&size) {
             pr_err!(
@@ -134,7 +149,7 @@ impl kernel::Module for TcpLog {
             );
             return Err(EINVAL);
         }
-        let max_conns = module_parameters::max_conns.value() as usize;
+        let max_conns = params.max_conns as usize;
         if !(conns::MIN_CONNS..=conns::MAX_CONNS).contains(&max_conns) {
             pr_err!(
                 "max_conns={} is out of range ({} to {})\n",
@@ -146,7 +161,7 @@ impl kernel::Module for TcpLog {
         }
         let log = log::Log::new(size, max_conns, keys::HashKeys::new())?;
         let hooks = Arc::pin_init(hooks::Hooks::new(log), GFP_KERNEL)?;
-        if module_parameters::enabled.value() {
+        if params.enabled {
             hooks.arm_at_load()?;
         }
         let dev = KBox::pin_init(device::Registration::register(hooks.clone()), GFP_KERNEL)?;

@@ -10,16 +10,13 @@
 //! counted, and the connection gets a partial summary.
 
 use kernel::{
-    new_spinlock_irq,
     prelude::*,
-    sync::{
-        atomic::{ordering::Relaxed, Atomic},
-        SpinLockIrq,
-    },
+    sync::atomic::{ordering::Relaxed, Atomic},
 };
 
 use crate::abi;
 use crate::clock::Stamp;
+use crate::compat::{new_spinlock_irq, SpinLockIrq};
 use crate::events::Who;
 use crate::identity::Identity;
 use crate::keys::HashKeys;
@@ -186,7 +183,11 @@ impl Conns {
 
     /// Snapshots open, established TCP connections from slot `from` on into `out`; returns how
     /// many, and where to resume (`None`: the whole table was seen).
-    pub(crate) fn open_batch(&self, from: usize, out: &mut [Option<Open>]) -> (usize, Option<usize>) {
+    pub(crate) fn open_batch(
+        &self,
+        from: usize,
+        out: &mut [Option<Open>],
+    ) -> (usize, Option<usize>) {
         let mut n = 0;
         let mut t = self.table.lock();
         let end_boot = crate::clock::boot_ns();
@@ -196,8 +197,9 @@ impl Conns {
             }
             // SAFETY: A tracked TCP socket is alive while its entry exists: `tcp_destroy_sock`
             // removes the entry under this lock before the socket is freed, and the lock is held.
-            let Some(tcp) = unsafe { crate::sock::Sock::from_ptr(key as *const crate::bindings::sock) }
-                .and_then(|s| s.tcp())
+            let Some(tcp) =
+                unsafe { crate::sock::Sock::from_ptr(key as *const crate::bindings::sock) }
+                    .and_then(|s| s.tcp())
             else {
                 return true;
             };

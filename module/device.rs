@@ -33,7 +33,7 @@ struct AssertSync<T>(T);
 unsafe impl<T> Sync for AssertSync<T> {}
 
 static FOPS: AssertSync<bindings::file_operations> = AssertSync(bindings::file_operations {
-    owner: kernel::module::this_module::<crate::LocalModule>().as_ptr(),
+    owner: crate::compat::this_module(),
     open: Some(tcplog_open),
     release: Some(tcplog_release),
     read: Some(tcplog_read),
@@ -246,7 +246,9 @@ fn ioctl(reader: &Reader, file: &File, cmd: u32, arg: usize) -> Result<isize> {
             Ok(0)
         }
         abi::TCPLOG_IOC_GET_RULES => write_arg(arg, &*log.rules.get()?),
-        abi::TCPLOG_IOC_GET_RULE_STATS => write_arg(arg, &*KBox::new(log.rules.stats(), GFP_KERNEL)?),
+        abi::TCPLOG_IOC_GET_RULE_STATS => {
+            write_arg(arg, &*KBox::new(log.rules.stats(), GFP_KERNEL)?)
+        }
         abi::TCPLOG_IOC_SET_RULES => {
             let set: KBox<abi::RuleSet> = read_arg_boxed(arg)?;
             log.set_rules(&set, &Identity::current())?;

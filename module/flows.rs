@@ -18,15 +18,12 @@
 //! afresh (a new connection on the same ports). The table is preallocated and bounded.
 
 use kernel::{
-    new_spinlock_irq,
     prelude::*,
-    sync::{
-        atomic::{ordering::Relaxed, Atomic},
-        SpinLockIrq,
-    },
+    sync::atomic::{ordering::Relaxed, Atomic},
 };
 
 use crate::abi;
+use crate::compat::{new_spinlock_irq, SpinLockIrq};
 use crate::keys::HashKeys;
 use crate::table::Table;
 
@@ -326,7 +323,14 @@ mod tests {
     fn key(rport: u16) -> FlowKey {
         let mut raddr = [0u8; 16];
         raddr[..4].copy_from_slice(&[10, 0, 0, 2]);
-        FlowKey::new(1, abi::AF_INET, [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 80, raddr, rport)
+        FlowKey::new(
+            1,
+            abi::AF_INET,
+            [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            80,
+            raddr,
+            rport,
+        )
     }
 
     fn pkt(inbound: bool, bytes: u64, first_syn: bool, seq: u32) -> FlowPacket {
@@ -366,7 +370,10 @@ mod tests {
         f.count(&key(1), &pkt(true, 52, false, 0));
         f.count(&key(1), &rst);
         let c = f.take(&key(1), 0x1000).ok_or(EINVAL)?;
-        assert_eq!((c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out), (2, 112, 2, 100));
+        assert_eq!(
+            (c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out),
+            (2, 112, 2, 100)
+        );
         assert!(c.fin_in);
         Ok(())
     }
@@ -381,7 +388,10 @@ mod tests {
         f.count(&key(1), &pkt(true, 52, false, 0));
         f.confirm(&key(1), 0x1000);
         let c = f.take(&key(1), 0x1000).ok_or(EINVAL)?;
-        assert_eq!((c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out), (2, 112, 1, 60));
+        assert_eq!(
+            (c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out),
+            (2, 112, 1, 60)
+        );
         assert!(c.first_tx_ns.is_none() && c.first_rx_ns.is_none());
         assert_eq!(f.counts().1, 0);
         Ok(())

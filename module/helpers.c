@@ -107,3 +107,22 @@ unsigned int tcplog_hz(void)
 {
 	return HZ;
 }
+
+/* Before 7.3 the kernel crate has no interrupt-disabling spinlock: module/compat.rs makes one. */
+unsigned long tcplog_spin_lock_irqsave(spinlock_t *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+bool tcplog_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags)
+{
+	return spin_trylock_irqsave(lock, *flags);
+}
+
+void tcplog_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore(lock, flags);
+}

@@ -3,6 +3,7 @@
 #ifndef TCPLOG_HELPERS_H
 #define TCPLOG_HELPERS_H
 
+#include <linux/spinlock_types.h>
 #include <linux/types.h>
 
 struct delayed_work;
@@ -29,6 +30,9 @@ void tcplog_sock_hold(struct sock *sk);
 void tcplog_sock_put(struct sock *sk);
 u32 tcplog_jiffies32(void);
 unsigned int tcplog_hz(void);
+unsigned long tcplog_spin_lock_irqsave(spinlock_t *lock);
+bool tcplog_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags);
+void tcplog_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 
 /* The layout of the kernel structures the module reads, as the kernel's own compiler sees it. */
 struct tcplog_layout_item {

@@ -61,7 +61,7 @@ impl Identity {
             )
         };
         Identity {
-            pid: task.tgid() as u32,
+            pid: crate::compat::tgid(task) as u32,
             tid: task.pid() as u32,
             ppid: ppid as u32,
             uid,

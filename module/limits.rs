@@ -10,15 +10,12 @@
 //! publication of the rules: replacing the rules starts them afresh.
 
 use kernel::{
-    new_spinlock_irq,
     prelude::*,
-    sync::{
-        atomic::{ordering::Relaxed, Atomic},
-        SpinLockIrq,
-    },
+    sync::atomic::{ordering::Relaxed, Atomic},
 };
 
 use crate::abi::{self, LimitBody, PacketMeta};
+use crate::compat::{new_spinlock_irq, SpinLockIrq};
 use crate::keys::HashKeys;
 use crate::table::Table;
 

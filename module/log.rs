@@ -11,28 +11,29 @@
 //! mask, the options and the filter before anything reaches the ring.
 
 use kernel::{
-    new_mutex, new_poll_condvar, new_spinlock_irq,
+    new_mutex, new_poll_condvar,
     prelude::*,
     sync::{
         atomic::{ordering::Relaxed, Atomic},
         poll::PollCondVar,
-        Arc, Mutex, MutexGuard, SpinLockIrq,
+        Arc, Mutex, MutexGuard,
     },
 };
 
 use crate::abi::{self, config_item, ConfigBody, EventBody, Pod, Subject, SummaryBody};
 use crate::clock::Stamp;
+use crate::compat::{new_spinlock_irq, SpinLockIrq};
 use crate::conns::Conns;
 use crate::flows::Flows;
 use crate::identity::Identity;
 use crate::keys::HashKeys;
 use crate::limits::Limits;
 use crate::mptcp::Mptcp;
-use crate::timer::Timer;
-use crate::worker::Worker;
 use crate::packet_log::PacketLog;
 use crate::ring::{Cursor, ReadError, Ring};
 use crate::rules::Rules;
+use crate::timer::Timer;
+use crate::worker::Worker;
 
 /// Readers are woken when this many bytes of records wait unannounced...
 const WAKE_BYTES: usize = 32 * 1024;

@@ -16,10 +16,11 @@
 
 use core::ffi::c_void;
 
-use kernel::{new_spinlock_irq, prelude::*, sync::SpinLockIrq};
+use kernel::prelude::*;
 
 use crate::abi::{self, SummaryBody};
 use crate::bindings::{self, mptcp_info, sock, socket};
+use crate::compat::{new_spinlock_irq, SpinLockIrq};
 use crate::keys::HashKeys;
 use crate::log::Log;
 use crate::probes::{Hook, Regs};

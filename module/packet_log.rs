@@ -11,17 +11,14 @@
 use core::mem::size_of;
 
 use kernel::{
-    new_spinlock_irq,
     prelude::*,
-    sync::{
-        atomic::{ordering::Relaxed, Atomic},
-        SpinLockIrq,
-    },
+    sync::atomic::{ordering::Relaxed, Atomic},
 };
 
 use crate::abi::{self, action, PacketBody, Pod, PKF_BODY, PKF_NO_HEADER, PKF_TRUNCATED};
 use crate::bindings::timer_list;
 use crate::clock::Stamp;
+use crate::compat::{new_spinlock_irq, SpinLockIrq};
 use crate::log::Log;
 use crate::parse::{PacketBytes, Parsed};
 use crate::timer::Timer;
@@ -190,9 +187,7 @@ impl PacketLog {
         } else {
             let headers = p.ip_hlen + p.l4_hlen;
             let payload = if act == action::LOG_BODY {
-                let avail = (p.orig_len as usize)
-                    .min(pkt.len())
-                    .saturating_sub(headers);
+                let avail = (p.orig_len as usize).min(pkt.len()).saturating_sub(headers);
                 if avail > snap {
                     rec.body.flags |= PKF_TRUNCATED;
                 }

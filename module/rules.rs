@@ -104,7 +104,7 @@ impl Rules {
         let new = KBox::into_raw(ActiveRules::new(set, generation)?);
         // INVARIANT: `new` is a boxed set; the old one is freed after a grace period below.
         let old = self.current.xchg(new.cast_const(), Full);
-        kernel::sync::rcu::synchronize_rcu();
+        crate::compat::synchronize_rcu();
         // SAFETY: `old` came from `KBox::into_raw` and is unpublished; after the grace period no
         // reader holds it.
         drop(unsafe { KBox::from_raw(old.cast_mut()) });

@@ -53,7 +53,7 @@ flag_list() { awk -v v="$1" '$1 == v && ($2 == ":=" || $2 == "=") { on = 1; $1 =
 	on { line = $0; sub(/\\$/, "", line); printf "%s ", line; if ($0 !~ /\\$/) exit }' "$2" |
 	tr -s ' \t' '\n' | sed '/^$/d' | sort; }
 check_skip_flags() {
-	local kenv=$1 ref skip_diff
+	local kenv=$1 ref skip_diff ours
 	# shellcheck source=/dev/null
 	. "$kenv"
 	ref=$cache/kernel-$KVER/reference/rust-Makefile
@@ -62,7 +62,10 @@ check_skip_flags() {
 		"$repo/scripts/in-root.sh" "$kenv" tar -xOf "$KSRC_TARBALL" --wildcards '*/rust/Makefile' >"$ref.tmp"
 		mv "$ref.tmp" "$ref"
 	fi
-	if ! skip_diff=$(diff <(flag_list bindgen_skip_c_flags "$ref") <(flag_list tcplog_bindgen_skip_c_flags "$repo/Kbuild")) ||
+	# Kbuild's list as make sees it for this kernel's release.
+	ours=$(printf 'VERSION := %s\nPATCHLEVEL := %s\ninclude %s\ntcplog-print:\n\t@echo $(tcplog_bindgen_skip_c_flags)\n' \
+		"${KSERIES%%.*}" "${KSERIES#*.}" "$repo/Kbuild" | make -s --no-print-directory -f - tcplog-print | tr -s ' ' '\n' | sed '/^$/d' | sort)
+	if ! skip_diff=$(diff <(flag_list bindgen_skip_c_flags "$ref") <(printf '%s\n' "$ours")) ||
 		[ -z "$(flag_list bindgen_skip_c_flags "$ref")" ]; then
 		echo "build: Kbuild's tcplog_bindgen_skip_c_flags differs from rust/Makefile's bindgen_skip_c_flags of $KVER ($KPKG_VERSION) (< the kernel's, > Kbuild's):" >&2
 		echo "$skip_diff" >&2

@@ -17,7 +17,10 @@ use crate::bindings::{self as b, tcplog_layout_item};
 
 /// What the Rust side uses: (name, offset or size). The names are those of `module/layout.c`.
 const RUST: &[(&str, usize)] = &[
-    ("sock.skc_family", offset_of!(b::sock, __sk_common.skc_family)),
+    (
+        "sock.skc_family",
+        offset_of!(b::sock, __sk_common.skc_family),
+    ),
     ("sock.skc_state", offset_of!(b::sock, __sk_common.skc_state)),
     (
         "sock.skc_rcv_saddr",
@@ -28,17 +31,29 @@ const RUST: &[(&str, usize)] = &[
     ),
     (
         "sock.skc_daddr",
-        offset_of!(b::sock, __sk_common.__bindgen_anon_1.__bindgen_anon_1.skc_daddr),
+        offset_of!(
+            b::sock,
+            __sk_common.__bindgen_anon_1.__bindgen_anon_1.skc_daddr
+        ),
     ),
     (
         "sock.skc_dport",
-        offset_of!(b::sock, __sk_common.__bindgen_anon_3.__bindgen_anon_1.skc_dport),
+        offset_of!(
+            b::sock,
+            __sk_common.__bindgen_anon_3.__bindgen_anon_1.skc_dport
+        ),
     ),
     (
         "sock.skc_num",
-        offset_of!(b::sock, __sk_common.__bindgen_anon_3.__bindgen_anon_1.skc_num),
+        offset_of!(
+            b::sock,
+            __sk_common.__bindgen_anon_3.__bindgen_anon_1.skc_num
+        ),
     ),
-    ("sock.skc_v6_daddr", offset_of!(b::sock, __sk_common.skc_v6_daddr)),
+    (
+        "sock.skc_v6_daddr",
+        offset_of!(b::sock, __sk_common.skc_v6_daddr),
+    ),
     (
         "sock.skc_v6_rcv_saddr",
         offset_of!(b::sock, __sk_common.skc_v6_rcv_saddr),
@@ -57,18 +72,36 @@ const RUST: &[(&str, usize)] = &[
     ("tcp_sock.snd_nxt", offset_of!(b::tcp_sock, snd_nxt)),
     ("tcp_sock.write_seq", offset_of!(b::tcp_sock, write_seq)),
     ("tcp_sock.bytes_acked", offset_of!(b::tcp_sock, bytes_acked)),
-    ("tcp_sock.bytes_received", offset_of!(b::tcp_sock, bytes_received)),
+    (
+        "tcp_sock.bytes_received",
+        offset_of!(b::tcp_sock, bytes_received),
+    ),
     ("tcp_sock.bytes_sent", offset_of!(b::tcp_sock, bytes_sent)),
-    ("tcp_sock.bytes_retrans", offset_of!(b::tcp_sock, bytes_retrans)),
+    (
+        "tcp_sock.bytes_retrans",
+        offset_of!(b::tcp_sock, bytes_retrans),
+    ),
     ("tcp_sock.segs_in", offset_of!(b::tcp_sock, segs_in)),
     ("tcp_sock.segs_out", offset_of!(b::tcp_sock, segs_out)),
-    ("tcp_sock.total_retrans", offset_of!(b::tcp_sock, total_retrans)),
+    (
+        "tcp_sock.total_retrans",
+        offset_of!(b::tcp_sock, total_retrans),
+    ),
     ("tcp_sock.srtt_us", offset_of!(b::tcp_sock, srtt_us)),
     ("tcp_sock.rtt_min", offset_of!(b::tcp_sock, rtt_min)),
-    ("tcp_sock.rate_delivered", offset_of!(b::tcp_sock, rate_delivered)),
-    ("tcp_sock.rate_interval_us", offset_of!(b::tcp_sock, rate_interval_us)),
+    (
+        "tcp_sock.rate_delivered",
+        offset_of!(b::tcp_sock, rate_delivered),
+    ),
+    (
+        "tcp_sock.rate_interval_us",
+        offset_of!(b::tcp_sock, rate_interval_us),
+    ),
     ("tcp_sock.mss_cache", offset_of!(b::tcp_sock, mss_cache)),
-    ("tcp_sock.chrono_start", offset_of!(b::tcp_sock, chrono_start)),
+    (
+        "tcp_sock.chrono_start",
+        offset_of!(b::tcp_sock, chrono_start),
+    ),
     ("tcp_sock.chrono_stat", offset_of!(b::tcp_sock, chrono_stat)),
     ("tcp_sock.chrono_type", offset_of!(b::tcp_sock, chrono_type)),
     ("socket.sk", offset_of!(b::socket, sk)),
@@ -87,11 +120,20 @@ const RUST: &[(&str, usize)] = &[
     ("nf_hook_ops.hooknum", offset_of!(b::nf_hook_ops, hooknum)),
     ("nf_hook_ops.priority", offset_of!(b::nf_hook_ops, priority)),
     ("nf_hook_ops", size_of::<b::nf_hook_ops>()),
-    ("pernet_operations.init", offset_of!(b::pernet_operations, init)),
-    ("pernet_operations.exit", offset_of!(b::pernet_operations, exit)),
+    (
+        "pernet_operations.init",
+        offset_of!(b::pernet_operations, init),
+    ),
+    (
+        "pernet_operations.exit",
+        offset_of!(b::pernet_operations, exit),
+    ),
     ("pernet_operations", size_of::<b::pernet_operations>()),
     ("fprobe.nmissed", offset_of!(b::fprobe, nmissed)),
-    ("fprobe.entry_data_size", offset_of!(b::fprobe, entry_data_size)),
+    (
+        "fprobe.entry_data_size",
+        offset_of!(b::fprobe, entry_data_size),
+    ),
     ("fprobe.entry_handler", offset_of!(b::fprobe, entry_handler)),
     ("fprobe.exit_handler", offset_of!(b::fprobe, exit_handler)),
     ("fprobe", size_of::<b::fprobe>()),
@@ -136,7 +178,10 @@ pub(crate) fn check() -> Result {
     let kernel = kernel_side();
     let mut bad = 0;
     for &(name, ours) in RUST {
-        match kernel.iter().find(|k| name_of(k).to_bytes() == name.as_bytes()) {
+        match kernel
+            .iter()
+            .find(|k| name_of(k).to_bytes() == name.as_bytes())
+        {
             Some(k) if k.value == ours => {}
             Some(k) => {
                 pr_err!(

@@ -23,7 +23,9 @@ use kernel::{
 };
 
 use crate::abi::{self, action, direction, PacketMeta};
-use crate::bindings::{self, net, net_device, nf_hook_ops, nf_hook_state, pernet_operations, sk_buff};
+use crate::bindings::{
+    self, net, net_device, nf_hook_ops, nf_hook_state, pernet_operations, sk_buff,
+};
 use crate::flows::{FlowKey, FlowPacket};
 use crate::log::Log;
 use crate::packet_log::Seen;

@@ -27,7 +27,10 @@ impl PacketBytes for [u8] {
     }
 
     fn copy(&self, off: usize, out: &mut [u8]) -> bool {
-        match off.checked_add(out.len()).and_then(|end| self.get(off..end)) {
+        match off
+            .checked_add(out.len())
+            .and_then(|end| self.get(off..end))
+        {
             Some(src) => {
                 out.copy_from_slice(src);
                 true
@@ -283,16 +286,31 @@ mod tests {
         // IHL past the packet; total length past the packet; total length below the header.
         let mut h = v4(40, 6);
         h[0] = 0x4f;
-        assert_eq!(parse(&cat(&[&h, &[0; 20]])?[..], abi::AF_INET), Err(Malformed));
-        assert_eq!(parse(&cat(&[&v4(41, 6), &[0; 20]])?[..], abi::AF_INET), Err(Malformed));
-        assert_eq!(parse(&cat(&[&v4(10, 6), &[0; 20]])?[..], abi::AF_INET), Err(Malformed));
+        assert_eq!(
+            parse(&cat(&[&h, &[0; 20]])?[..], abi::AF_INET),
+            Err(Malformed)
+        );
+        assert_eq!(
+            parse(&cat(&[&v4(41, 6), &[0; 20]])?[..], abi::AF_INET),
+            Err(Malformed)
+        );
+        assert_eq!(
+            parse(&cat(&[&v4(10, 6), &[0; 20]])?[..], abi::AF_INET),
+            Err(Malformed)
+        );
         // Total length 0 on a short packet is not BIG TCP.
-        assert_eq!(parse(&cat(&[&v4(0, 6), &[0; 20]])?[..], abi::AF_INET), Err(Malformed));
+        assert_eq!(
+            parse(&cat(&[&v4(0, 6), &[0; 20]])?[..], abi::AF_INET),
+            Err(Malformed)
+        );
         // A truncated header, and wrong versions.
         assert_eq!(parse(&[0x45u8, 0, 0][..], abi::AF_INET), Err(Malformed));
         let mut h6 = v4(40, 6);
         h6[0] = 0x65;
-        assert_eq!(parse(&cat(&[&h6, &[0; 20]])?[..], abi::AF_INET), Err(Malformed));
+        assert_eq!(
+            parse(&cat(&[&h6, &[0; 20]])?[..], abi::AF_INET),
+            Err(Malformed)
+        );
         Ok(())
     }
 
@@ -349,7 +367,10 @@ mod tests {
         let pkt = cat(&[&v6(16, 60), &bad, &udp])?;
         assert_eq!(parse(&pkt[..], abi::AF_INET6), Err(Malformed));
         // Payload length past the packet.
-        assert_eq!(parse(&cat(&[&v6(100, 17), &udp])?[..], abi::AF_INET6), Err(Malformed));
+        assert_eq!(
+            parse(&cat(&[&v6(100, 17), &udp])?[..], abi::AF_INET6),
+            Err(Malformed)
+        );
         Ok(())
     }
 

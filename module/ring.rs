@@ -317,7 +317,10 @@ mod tests {
         let mut ring = Ring::new(MIN_RING_SIZE)?;
         let start = ring.oldest();
         for n in 0..10 {
-            assert_eq!(ring.push_at(abi::rtype::MARK, &[&body(n)], None), Ok(n as u64));
+            assert_eq!(
+                ring.push_at(abi::rtype::MARK, &[&body(n)], None),
+                Ok(n as u64)
+            );
         }
         let mut out = KVVec::from_elem(0u8, 4096, GFP_KERNEL)?;
         let (len, cur) = seqs(&ring, start, &mut out);
@@ -325,7 +328,10 @@ mod tests {
         assert_eq!(cur.seq, 10);
         for n in 0..10 {
             let h = RecordHeader::read_from(&out[n * 104..]).ok_or(EINVAL)?;
-            assert_eq!((h.magic, h.rtype, h.len, h.seq), (abi::RECORD_MAGIC, abi::rtype::MARK, 104, n as u64));
+            assert_eq!(
+                (h.magic, h.rtype, h.len, h.seq),
+                (abi::RECORD_MAGIC, abi::rtype::MARK, 104, n as u64)
+            );
             assert_eq!(out[n * 104 + 40], n as u8);
         }
         Ok(())
@@ -356,7 +362,10 @@ mod tests {
         let mut out = KVVec::from_elem(0u8, 2 * MIN_RING_SIZE, GFP_KERNEL)?;
         let (len, cur) = seqs(&ring, start, &mut out);
         let lost = LostBody::read_from(&out[size_of::<RecordHeader>()..]).ok_or(EINVAL)?;
-        assert_eq!((lost.count, lost.first_seq, lost.last_seq), (s.tail_seq, 0, s.tail_seq - 1));
+        assert_eq!(
+            (lost.count, lost.first_seq, lost.last_seq),
+            (s.tail_seq, 0, s.tail_seq - 1)
+        );
         assert_eq!(len, abi::LOST_RECORD_LEN + s.records_held as usize * 104);
         assert_eq!(cur.seq, total as u64);
         // Records delivered + records reported lost = records produced.

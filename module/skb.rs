@@ -63,6 +63,8 @@ impl PacketBytes for Skb<'_> {
         // SAFETY: By the type invariant the packet is alive; `out` is writable for `n` bytes,
         // and `skb_copy_bits` checks `start + n` against the packet and fails without writing
         // past `out`.
-        unsafe { bindings::skb_copy_bits(self.ptr.as_ptr(), start, out.as_mut_ptr().cast(), n) == 0 }
+        unsafe {
+            bindings::skb_copy_bits(self.ptr.as_ptr(), start, out.as_mut_ptr().cast(), n) == 0
+        }
     }
 }

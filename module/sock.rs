@@ -187,7 +187,13 @@ impl<'a> InetSock<'a> {
     /// The local port the socket is bound to (`inet_num`), 0 while unbound.
     pub(crate) fn bound_port(&self) -> u16 {
         // SAFETY: By the invariants the socket is live.
-        unsafe { rd!((*self.raw()).__sk_common.__bindgen_anon_3.__bindgen_anon_1.skc_num) }
+        unsafe {
+            rd!((*self.raw())
+                .__sk_common
+                .__bindgen_anon_3
+                .__bindgen_anon_1
+                .skc_num)
+        }
     }
 
     /// The socket's description as records carry it.
@@ -230,7 +236,11 @@ impl<'a> InetSock<'a> {
                 family,
                 // Only TCP, MPTCP (TCP on the wire) and UDP sockets are described; the byte holds
                 // their IP protocol numbers whole.
-                protocol: if mptcp { IPPROTO_TCP as u8 } else { proto as u8 },
+                protocol: if mptcp {
+                    IPPROTO_TCP as u8
+                } else {
+                    proto as u8
+                },
                 sock_type: ty as u8,
                 // `inet_sport`, not `inet_num`: the kernel clears the latter when it unhashes a
                 // socket at close, and records about closing sockets still need the port.
@@ -298,8 +308,7 @@ impl<'a> TcpSock<'a> {
                 bytes_sent: rd!((*tp).bytes_sent).saturating_sub(rd!((*tp).bytes_retrans)),
                 seq_sent: rd!((*tp).bytes_acked).wrapping_add(u64::from(nxt.wrapping_sub(una))),
                 all_sent: nxt == rd!((*tp).write_seq),
-                bytes_received: rd!((*tp).bytes_received)
-                    .saturating_sub(u64::from(fin_received)),
+                bytes_received: rd!((*tp).bytes_received).saturating_sub(u64::from(fin_received)),
                 segs_in: rd!((*tp).segs_in),
                 segs_out: rd!((*tp).segs_out),
                 retrans: rd!((*tp).total_retrans),

@@ -15,8 +15,8 @@
 
 use crate::abi::{self, op};
 use crate::bindings::{self, sock, socket};
-use crate::events::{self, errno_of, Who};
 use crate::clock;
+use crate::events::{self, errno_of, Who};
 use crate::log::Log;
 use crate::probes::{Hook, Regs};
 use crate::sock::{InetSock, Kind, Sock};
@@ -324,7 +324,8 @@ impl Hook for Connect {
         }
         let who = Who::process();
         let closed = u32::from(inet.sock().state()) == bindings::TCP_CLOSE;
-        let asking = err == kernel::bindings::EALREADY as i32 || err == kernel::bindings::EISCONN as i32;
+        let asking =
+            err == kernel::bindings::EALREADY as i32 || err == kernel::bindings::EISCONN as i32;
         let in_progress = err == kernel::bindings::EINPROGRESS as i32 || interrupted;
         let outcome = log.conns.update_or_remove(call.sk, |c| match c {
             // Once an in-progress connect was reported, later calls only ask about it: with

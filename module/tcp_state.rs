@@ -107,7 +107,15 @@ fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
                 let info = inet.info(&log.keys);
                 let who = Who::process_or(owner);
                 let latency = now.boot.saturating_sub(start);
-                events::emit_with_latency(log, op::TCP_CONNECT, &info, 0, abi::EVF_ASYNC, &who, latency);
+                events::emit_with_latency(
+                    log,
+                    op::TCP_CONNECT,
+                    &info,
+                    0,
+                    abi::EVF_ASYNC,
+                    &who,
+                    latency,
+                );
             }
             Some(_) => {}
             None => log.conns.track(
@@ -131,7 +139,14 @@ fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
     {
         let owner = log.conns.update(key, |c| c.owner).flatten();
         let info = inet.info(&log.keys);
-        events::emit(log, op::TCP_DISCONNECT, &info, 0, 0, &Who::process_or(owner));
+        events::emit(
+            log,
+            op::TCP_DISCONNECT,
+            &info,
+            0,
+            0,
+            &Who::process_or(owner),
+        );
     }
     if new != TCP_CLOSE {
         return;

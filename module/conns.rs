@@ -197,10 +197,8 @@ impl Conns {
             }
             // SAFETY: A tracked TCP socket is alive while its entry exists: `tcp_destroy_sock`
             // removes the entry under this lock before the socket is freed, and the lock is held.
-            let Some(tcp) =
-                unsafe { crate::sock::Sock::from_ptr(key as *const crate::bindings::sock) }
-                    .and_then(|s| s.tcp())
-            else {
+            let sock = unsafe { crate::sock::Sock::from_ptr(key as *const crate::bindings::sock) };
+            let Some(tcp) = sock.and_then(|s| s.tcp()) else {
                 return true;
             };
             out[n] = Some(Open {

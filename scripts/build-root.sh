@@ -33,17 +33,17 @@ SPEC=${1:-backports/amd64}
 IMAGE_ROOT=$CACHE/root
 
 # What every build root holds: what kbuild and the kernel's Rust build need (the compiler the
-# kernel's config names is added once the headers say which), and cargo for the userspace crates.
+# kernel's config names is added once the headers say which), clippy (for `make CLIPPY=1`), and
+# cargo for the userspace crates.
 PKGS_BUILD="rustc rust-src cargo bindgen libclang-dev make bc flex bison libelf-dev libssl-dev
-	xz-utils zstd cpio kmod python3 pahole ca-certificates"
-# What the trixie root holds besides: Debian 13's gcc-14, the stock kernel's, and its clippy (for
-# `make CLIPPY=1`); what the VM image takes from it (conntrack: the benchmarks' peer; nfdump:
-# nfcapd, the IPFIX collector of the export test; libfixbuf-tools: ipfixDump, to read what the
-# tool sends). bpftrace and perf, about 100 MB, are installed by qemu-test/image/peers.sh when a
+	xz-utils zstd cpio kmod python3 pahole ca-certificates rust-clippy"
+# What the trixie root holds besides: Debian 13's gcc-14, the stock kernel's; what the VM image
+# takes from it (conntrack: the benchmarks' peer; nfdump: nfcapd, the IPFIX collector of the
+# export test; libfixbuf-tools: ipfixDump, to read what the tool sends). bpftrace and perf, about 100 MB, are installed by qemu-test/image/peers.sh when a
 # benchmark or profile first needs them. Packaging (scripts/deb.sh): dpkg-dev for dpkg-shlibdeps,
 # lintian checks the .debs, systemd's systemd-analyze the unit, openssl makes the throwaway key of
 # the signing check.
-PKGS_IMAGE="gcc-14 busybox-static iproute2 tcpdump conntrack curl socat rust-clippy nfdump
+PKGS_IMAGE="gcc-14 busybox-static iproute2 tcpdump conntrack curl socat nfdump
 	libfixbuf-tools dpkg-dev lintian systemd openssl"
 
 log() { printf '[build-root] %s\n' "$*" >&2; }

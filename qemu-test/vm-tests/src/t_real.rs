@@ -545,15 +545,13 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
                 )
             })
             .collect();
-        let last: Vec<String> = f
+        // The whole exchange, for a failure that does not come back when run again.
+        let every: Vec<String> = f
             .packets
             .iter()
-            .rev()
-            .take(4)
-            .rev()
             .map(|p| {
                 format!(
-                    "{} [{}] len {} at {}",
+                    "{} [{}] len {} data {} at {}",
                     if p.src == f.client.unwrap() {
                         "c->s"
                     } else {
@@ -561,12 +559,13 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
                     },
                     flag_names(p.flags),
                     p.ip_len,
+                    p.payload,
                     p.ts_ns
                 )
             })
             .collect();
         bad.push(format!(
-            "{who}: summary written at {time_ns} (close {}, flags {:#x}); captured after it: {late:?}; last packets: {last:?}",
+            "{who}: summary written at {time_ns} (close {}, flags {:#x}); captured after it: {late:?}; every packet: {every:?}",
             s.close,
             s.flags
         ));

@@ -2,7 +2,7 @@
 # Creates (idempotently) the Debian build root that tcplog is built in for one Debian kernel, and
 # prepares that kernel's headers tree so that out-of-tree Rust modules build against it.
 #
-# Usage: scripts/build-root.sh [KERNEL]
+# Usage: scripts/build-root.sh [--resolve] [KERNEL]
 #   KERNEL  SUITE/FLAVOUR[@SERIES][=VERSION]; default backports/amd64 (the stock kernel).
 #           SUITE: backports (Debian 13's trixie-backports, built in a trixie root) or unstable
 #           (sid, built in a sid root: its kernels are built with sid's rustc and gcc).
@@ -10,6 +10,7 @@
 #           series (default: the newest series that has source, headers, binary and modules of one
 #           version). VERSION: exactly that package version (e.g. 7.2.11-1~bpo13+1).
 #   Each run asks the archive again: a newer upload of the kernel is picked up as it appears.
+#   --resolve: only print what KERNEL resolves to ("VERSION RELEASE SERIES"), and stop.
 #
 # The headers package lacks the Rust metadata (rust/*.rmeta, the proc-macro .so files and
 # scripts/target.json), so this rebuilds it from the same kernel's source with Debian's own config,
@@ -28,6 +29,11 @@ set -euo pipefail
 CACHE=${TCPLOG_CACHE:-/var/cache/tcplog}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 JOBS=$(nproc)
+RESOLVE_ONLY=0
+if [ "${1:-}" = --resolve ]; then
+	RESOLVE_ONLY=1
+	shift
+fi
 SPEC=${1:-backports/amd64}
 # The trixie root: the stock kernel's, and where the tool is built and the VM image assembled.
 IMAGE_ROOT=$CACHE/root
@@ -187,6 +193,10 @@ resolve_kernel() {
 read -r KPKG_VERSION KVER KSERIES < <(resolve_kernel) ||
 	die "kernel '$SPEC': no Debian kernel of that flavour has source, headers, binary and modules packages of one version in $SUITES"
 log "kernel $SPEC: $KVER (packages version $KPKG_VERSION)"
+if [ "$RESOLVE_ONLY" = 1 ]; then
+	echo "$KPKG_VERSION $KVER $KSERIES"
+	exit 0
+fi
 
 KDIR=/usr/src/linux-headers-$KVER
 KSRC_TARBALL=/usr/src/linux-source-$KSERIES.tar.xz

@@ -120,10 +120,32 @@ signature_verifies() {
 	return $rc
 }
 
+# Kernel resolution against the archive's own index (the trixie root's trixie-backports Packages
+# file, read here with awk, not apt): a kernel named without a version is the newest upload of
+# its series; pinned to an older upload, that one. The series is any with two uploads or more.
+resolves_newest_and_pinned() {
+	local lists=$BUILD_ROOT/var/lib/apt/lists idx uploads series newest older got
+	idx=$(ls "$lists"/*_dists_trixie-backports_main_binary-amd64_Packages 2>/dev/null | head -n 1)
+	[ -n "$idx" ] || { echo "no trixie-backports index in $lists"; return 1; }
+	# "SERIES VERSION" of every amd64 headers package, newest first.
+	uploads=$(awk '/^Package: linux-headers-[0-9]+\.[0-9]+\.[0-9]+\+deb[0-9]+-amd64$/ { p = $2 }
+		/^Version: / && p { split(substr(p, 15), v, "."); print v[1] "." v[2], $2; p = "" }' "$idx" | sort -u -k2,2rV)
+	series=$(awk '{ n[$1]++ } END { for (s in n) if (n[s] > 1) print s }' <<<"$uploads" | sort -rV | head -n 1)
+	[ -n "$series" ] || series=$(head -n 1 <<<"$uploads" | cut -d' ' -f1)
+	newest=$(awk -v s="$series" '$1 == s { print $2; exit }' <<<"$uploads")
+	older=$(awk -v s="$series" '$1 == s { n++; if (n == 2) { print $2; exit } }' <<<"$uploads")
+	got=$("$repo/scripts/build-root.sh" --resolve "backports/amd64@$series" 2>/dev/null) || { echo "backports/amd64@$series did not resolve"; return 1; }
+	[ "${got%% *}" = "$newest" ] || { echo "backports/amd64@$series resolved to '$got', the index's newest is $newest"; return 1; }
+	[ -n "$older" ] || { echo "(series $series has one upload: nothing older to pin)" >&2; return 0; }
+	got=$("$repo/scripts/build-root.sh" --resolve "backports/amd64=$older" 2>/dev/null) || { echo "backports/amd64=$older did not resolve"; return 1; }
+	[ "${got%% *}" = "$older" ] || { echo "backports/amd64=$older resolved to '$got'"; return 1; }
+}
+
 check "tcplog.ko has the vermagic of Debian's own modules" same_vermagic
 check "make CLIPPY=1: the module is clippy-clean" clippy_clean
 check "tcplog.ko is licensed GPL" license_gpl
 check "tcplog.ko names itself, its authors and what it does" metadata
+check "Debian kernels resolve from the archive: a series' newest upload, or the upload pinned" resolves_newest_and_pinned
 check "tcplog.ko signed with a throwaway key: modinfo names the key, openssl verifies the PKCS#7 signature" signature_verifies
 
 # The lanes run two at a time, each VM on one host CPU (single-threaded TCG): two workers take

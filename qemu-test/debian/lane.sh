@@ -89,9 +89,9 @@ stop_both() {
 		{ systemctl status --no-pager tcplog-export; return 1; }
 }
 
-# The collector: nfdump's nfcapd on 127.0.0.1:9995 (0x26F3), writing into $flows.
+# The collector: nfdump's nfcapd on 127.0.0.1:9995 (0x270B), writing into $flows.
 flows=$state/nfcapd
-collector_bound() { grep -q '^ *[0-9]*: 0100007F:26F3 ' /proc/net/udp; }
+collector_bound() { grep -q '^ *[0-9]*: 0100007F:270B ' /proc/net/udp; }
 
 # The last summary of curl's connection to port 80 in LOG is a flow nfcapd received: nfdump shows
 # the client's port, port 80 and the IP bytes each way of curl's own summary (the exporter makes

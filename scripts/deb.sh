@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make deb`: builds the module and the tool in the build root (scripts/build.sh), then the Debian
 # packages tcplog-modules-RELEASE (the module for Debian's kernel RELEASE) and tcplog (the tool,
-# its man page and completions, tcplog.service and /etc/tcplog/) with packaging/debian/assemble.sh,
-# checks them with lintian (any warning or error fails) and the unit with systemd-analyze.
+# its man page and completions, tcplog.service, tcplog-export.service and /etc/tcplog/) with
+# packaging/debian/assemble.sh, checks them with lintian (any warning or error fails) and the units
+# with systemd-analyze.
 #
 # Usage: scripts/deb.sh [--key KEY --cert CERT]
 #   With a key, the packaged module is signed with it (scripts/sign.sh); without, it is only
@@ -54,15 +55,19 @@ lint=$("$repo/scripts/in-root.sh" "$kenv" lintian --fail-on error,warning --disp
 	{ printf '%s\n' "$lint" >&2; die "lintian found problems"; }
 [ -z "$lint" ] || printf '[deb] lintian says (information only):\n%s\n' "$lint" >&2
 
-# The unit: systemd-analyze verify (syntax, directives, executables: all but the tool, which the
-# build root does not have installed) and the exposure score of its sandbox.
+# The units: systemd-analyze verify (syntax, directives, executables: all but the tool, which the
+# build root does not have installed; the export unit's dependency on tcplog.service is found
+# beside it) and the exposure score of each one's sandbox.
 "$repo/scripts/in-root.sh" "$kenv" sh -euc '
 	d=$(mktemp -d)
-	cp /src/packaging/debian/tcplog.service "$d/"
-	systemd-analyze verify --man=no "$d/tcplog.service" 2>&1 |
-		grep -v "^tcplog.service: Command /usr/bin/tcplog is not executable" || true
+	cp /src/packaging/debian/tcplog.service /src/packaging/debian/tcplog-export.service "$d/"
+	systemd-analyze verify --man=no "$d/tcplog.service" "$d/tcplog-export.service" 2>&1 |
+		grep -v "^tcplog\(-export\)\?\.service: Command /usr/bin/tcplog is not executable" || true
 	dpkg-deb -x "$1" "$d/pkg"
-	systemd-analyze security --offline=yes --root="$d/pkg" --no-pager tcplog.service 2>&1 | tail -n 1
+	for u in tcplog.service tcplog-export.service; do
+		printf "%s: " "$u"
+		systemd-analyze security --offline=yes --root="$d/pkg" --no-pager "$u" 2>&1 | tail -n 1
+	done
 	rm -rf "$d"
 ' analyze "$(grep '/tcplog_' <<<"$debs")" | sed 's/^/[deb] /' >&2
 

@@ -120,6 +120,7 @@ install -d "$t/usr/share/bash-completion/completions" "$t/usr/share/zsh/vendor-c
 "$tool" completions zsh >"$t/usr/share/zsh/vendor-completions/_tcplog"
 "$tool" completions fish >"$t/usr/share/fish/vendor_completions.d/tcplog.fish"
 install -D -m 0644 "$here/tcplog.service" "$t/usr/lib/systemd/system/tcplog.service"
+install -D -m 0644 "$here/tcplog-export.service" "$t/usr/lib/systemd/system/tcplog-export.service"
 install -D -m 0644 "$here/tcplog.conf" "$t/etc/tcplog/tcplog.conf"
 install -D -m 0644 "$here/tcplog.rules" "$t/etc/tcplog/rules"
 (cd /src && cargo tree --offline --locked -p tcplog -e normal,no-proc-macro --prefix none --format '{p}: {l}' 2>/dev/null) |
@@ -153,7 +154,9 @@ Description: log TCP and UDP activity from the kernel: tool and service
  .
  This package holds the tcplog tool, which configures the kernel module and
  shows, writes and replays its records, and tcplog.service, which loads the
- module, applies /etc/tcplog/ and writes a rotated log to /var/log/tcplog/.
+ module, applies /etc/tcplog/ and writes a rotated log to /var/log/tcplog/;
+ when a collector is configured, tcplog-export.service sends the connection
+ summaries to it as IPFIX.
  The module itself is in a tcplog-modules-RELEASE package for each kernel.
 CONTROL
 build_deb "$t" "tcplog_${version}_amd64.deb"

@@ -2,7 +2,8 @@
 # Makes (once per recipe) the disk image of the Debian lane: a Debian 13 root file system made
 # with debootstrap, systemd as init, Debian's own 7.3 kernel package installed (the module
 # package depends on it, and its initramfs loads virtio and ext4), nginx and curl for traffic,
-# and the lane's harness unit, which runs the test script a second disk brings (lane.sh).
+# nfdump for an IPFIX collector, and the lane's harness unit, which runs the test script a second
+# disk brings (lane.sh).
 #
 # Usage: qemu-test/debian/image.sh KENV
 # The image is cached under $TCPLOG_CACHE/debian-vm/KEY/, where KEY hashes this script, the
@@ -19,8 +20,9 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie
 SIZE=3G
 # What an administrator's small server has, and what the lane uses: nginx and curl for traffic,
-# kmod and udev for the module, apt to install the packages.
-PKGS=systemd-sysv,udev,kmod,apt,nginx,curl,iproute2,procps,e2fsprogs
+# kmod and udev for the module, apt to install the packages, nfdump (nfcapd) as the collector
+# tcplog-export.service sends to.
+PKGS=systemd-sysv,udev,kmod,apt,nginx,curl,iproute2,procps,e2fsprogs,nfdump
 
 log() { printf '[debian-image] %s\n' "$*" >&2; }
 die() { printf '[debian-image] error: %s\n' "$*" >&2; exit 1; }
@@ -83,6 +85,8 @@ chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONT
 		apt-get clean
 	" >"$dir/kernel.log" 2>&1 || { tail -20 "$dir/kernel.log" >&2; die "installing the kernel failed (log: $dir/kernel.log)"; }
 log "the kernel package took $(($(date +%s) - kstart)) s"
+# nfdump's own service runs a collector at boot; the lane starts the one it needs itself.
+chroot "$rootfs" systemctl disable --quiet nfdump.service
 cleanup
 mounted=
 

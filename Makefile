@@ -14,7 +14,8 @@
 #                             own toolchain, and the tool with the host's cargo
 #   make demo                 build, boot the VM, show the tool working (README's main command)
 #   make check                every test: host, module, VM; ends with "N passed, N failed"
-#   make deb                  the Debian packages tcplog-modules-RELEASE and tcplog, in target/deb/
+#   make deb                  the Debian packages tcplog and tcplog-modules-RELEASE for each of
+#                             KERNELS, in target/deb/
 #                             (KEY=... CERT=...: with the module signed by that key)
 #   make sign KEY=k CERT=c    tcplog.ko signed with that key: target/signed/tcplog.ko
 #   make clean
@@ -48,7 +49,7 @@ check:
 	./scripts/check.sh
 
 deb:
-	./scripts/deb.sh $(if $(KEY),--key $(KEY) --cert $(CERT))
+	./scripts/deb.sh --kernels "$(KERNELS)" $(if $(KEY),--key $(KEY) --cert $(CERT))
 
 sign: all
 	@[ -n "$(KEY)" ] && [ -n "$(CERT)" ] || { echo "make sign needs KEY=private-key.pem CERT=certificate" >&2; exit 2; }

@@ -5,19 +5,22 @@
 # packaging/debian/assemble.sh, checks them with lintian (any warning or error fails) and the units
 # with systemd-analyze.
 #
-# Usage: scripts/deb.sh [--key KEY --cert CERT]
-#   With a key, the packaged module is signed with it (scripts/sign.sh); without, it is only
-#   stripped of its debug information, as Debian's own modules are.
+# Usage: scripts/deb.sh [--key KEY --cert CERT] [--kernels "KERNEL..."]
+#   With a key, the packaged modules are signed with it (scripts/sign.sh); without, they are only
+#   stripped of their debug information, as Debian's own modules are.
+#   --kernels: a tcplog-modules package for each of those Debian kernels too (as scripts/build.sh
+#   takes them: backports/cloud-amd64, unstable/amd64, all, ...), besides the stock kernel's.
 # The packages go to target/deb/; their paths are printed on stdout, one a line.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 die() { printf '[deb] error: %s\n' "$*" >&2; exit 1; }
-key='' cert=''
+key='' cert='' kernels=''
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--key) key=${2:?--key needs a file}; shift 2 ;;
 	--cert) cert=${2:?--cert needs a file}; shift 2 ;;
-	*) die "unknown argument '$1' (usage: scripts/deb.sh [--key KEY --cert CERT])" ;;
+	--kernels) kernels=${2?--kernels needs a list}; shift 2 ;;
+	*) die "unknown argument '$1' (usage: scripts/deb.sh [--key KEY --cert CERT] [--kernels LIST])" ;;
 	esac
 done
 if { [ -n "$key" ] && [ -z "$cert" ]; } || { [ -z "$key" ] && [ -n "$cert" ]; }; then
@@ -26,7 +29,14 @@ fi
 
 start=$(date +%s)
 # TCPLOG_KENV: the caller has just built (scripts/build.sh) and gives its environment file.
-kenv=${TCPLOG_KENV:-$("$repo/scripts/build.sh" | sed -n 's/^KENV=//p')}
+if [ -n "${TCPLOG_KENV:-}" ] && [ -z "$kernels" ]; then
+	kenv=$TCPLOG_KENV
+	modules=''
+else
+	built=$("$repo/scripts/build.sh" --kernels "$kernels") || die "the build failed"
+	kenv=$(sed -n 's/^KENV=//p' <<<"$built")
+	modules=$(sed -n 's/^MODULE=//p' <<<"$built")
+fi
 [ -n "$kenv" ] || die "the build failed"
 # shellcheck source=/dev/null
 . "$kenv"
@@ -34,17 +44,31 @@ out=$repo/target/deb
 rm -rf "$out"
 mkdir -p "$out"
 
-ko=$out/module/tcplog.ko
-if [ -n "$key" ]; then
-	TCPLOG_KENV=$kenv "$repo/scripts/sign.sh" "$key" "$cert" "$repo/tcplog.ko" "$ko" >/dev/null
-else
-	mkdir -p "${ko%/*}"
-	"$repo/scripts/in-root.sh" "$kenv" strip --strip-debug --remove-section=.comment \
-		--remove-section=.note -o "/src/${ko#"$repo"/}" /src/tcplog.ko
-fi
+# Strips (or signs) one kernel's module into target/deb/module/KVER/; prints its path in the root.
+prepare_ko() {
+	local kkenv=$1 src=$2 kver dst
+	kver=$( . "$kkenv" && echo "$KVER")
+	dst=$out/module/$kver/tcplog.ko
+	mkdir -p "${dst%/*}"
+	if [ -n "$key" ]; then
+		TCPLOG_KENV=$kkenv "$repo/scripts/sign.sh" "$key" "$cert" "$repo/$src" "$dst" >/dev/null
+	else
+		"$repo/scripts/in-root.sh" "$kenv" strip --strip-debug --remove-section=.comment \
+			--remove-section=.note -o "/src/${dst#"$repo"/}" "/src/$src"
+	fi
+	echo "/src/${dst#"$repo"/}"
+}
+ko=$(prepare_ko "$kenv" tcplog.ko)
+# The other kernels' modules packages: "KVER KPKG_VERSION KO" each.
+extra=()
+while read -r kkenv src; do
+	[ -n "$kkenv" ] || continue
+	(. "$kkenv" && [ "$KVER" != "$(. "$kenv" && echo "$KVER")" ]) || continue
+	extra+=("$( . "$kkenv" && echo "$KVER")" "$( . "$kkenv" && echo "$KPKG_VERSION")" "$(prepare_ko "$kkenv" "$src")")
+done <<<"$modules"
 
 debs=$("$repo/scripts/in-root.sh" "$kenv" bash /src/packaging/debian/assemble.sh "$KVER" \
-	"$KPKG_VERSION" "/src/${ko#"$repo"/}" /src/target/deb)
+	"$KPKG_VERSION" "$ko" /src/target/deb ${extra[@]+"${extra[@]}"})
 [ -n "$debs" ] || die "no package was made"
 
 # lintian: errors and warnings fail; informational tags are shown, to be judged.

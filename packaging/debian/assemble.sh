@@ -3,10 +3,10 @@
 # build root (scripts/in-root.sh; scripts/deb.sh is the driver), with the repository at /src and
 # the module and the tool already built.
 #
-# Usage: assemble.sh KVER KPKG_VERSION KO OUT
+# Usage: assemble.sh KVER KPKG_VERSION KO OUT [KVER KPKG_VERSION KO]...
 #   KVER: the kernel's release (7.3.4+deb13-amd64); KPKG_VERSION: its packages' version;
 #   KO: the tcplog.ko to ship (stripped of debug information already if it is signed);
-#   OUT: where the .debs go.
+#   OUT: where the .debs go. Each further kernel gets a modules package of its own.
 # Prints the paths of the packages it made, one a line.
 set -euo pipefail
 kver=${1:?usage: assemble.sh KVER KPKG_VERSION KO OUT}
@@ -32,9 +32,6 @@ SOURCE_DATE_EPOCH=$(date -d "$date" +%s)
 export SOURCE_DATE_EPOCH
 abi=$(sed -n 's/^pub const ABI_VERSION: u32 = \([0-9]*\);$/\1/p' /src/ctl/src/abi/mod.rs)
 [ -n "$abi" ] || die "no ABI_VERSION in ctl/src/abi/mod.rs"
-# The modules package's version moves with the tool's and with the kernel package's (a rebuild
-# for a new upload of the same kernel release must be an upgrade); a native version has no '-'.
-mod_version="$version+${kpkg_version//-/.}"
 
 rm -rf "$work"
 mkdir -p "$work" "$out"
@@ -76,16 +73,22 @@ build_deb() {
 installed_size() { du -sk --exclude=DEBIAN "$1" | cut -f1; }
 
 # --- tcplog-modules-KVER -------------------------------------------------------------------
-mpkg=tcplog-modules-$kver
-m=$work/$mpkg
-install -D -m 0644 "$ko" "$m/usr/lib/modules/$kver/updates/tcplog.ko"
-docs "$mpkg" "$m"
-install -d "$m/DEBIAN"
-for s in postinst postrm; do
-	sed "s/@KVER@/$kver/g" "$here/tcplog-modules/$s" >"$m/DEBIAN/$s"
-	chmod 0755 "$m/DEBIAN/$s"
-done
-cat >"$m/DEBIAN/control" <<CONTROL
+module_package() {
+	local kver=$1 kpkg_version=$2 ko=$3 mpkg m mod_version s
+	[ -f "$ko" ] || die "$ko is not built"
+	# The version moves with the tool's and with the kernel package's (a rebuild for a new upload
+	# of the same kernel release must be an upgrade); a native version has no '-'.
+	mod_version="$version+${kpkg_version//-/.}"
+	mpkg=tcplog-modules-$kver
+	m=$work/$mpkg
+	install -D -m 0644 "$ko" "$m/usr/lib/modules/$kver/updates/tcplog.ko"
+	docs "$mpkg" "$m"
+	install -d "$m/DEBIAN"
+	for s in postinst postrm; do
+		sed "s/@KVER@/$kver/g" "$here/tcplog-modules/$s" >"$m/DEBIAN/$s"
+		chmod 0755 "$m/DEBIAN/$s"
+	done
+	cat >"$m/DEBIAN/control" <<CONTROL
 Package: $mpkg
 Source: tcplog
 Version: $mod_version
@@ -106,7 +109,14 @@ Description: tcplog kernel module for Linux $kver
  This package holds tcplog.ko built for Debian's kernel $kver
  (package version $kpkg_version), which has Rust support enabled.
 CONTROL
-build_deb "$m" "${mpkg}_${mod_version}_amd64.deb"
+	build_deb "$m" "${mpkg}_${mod_version}_amd64.deb"
+}
+module_package "$kver" "$kpkg_version" "$ko"
+shift 4
+while [ $# -ge 3 ]; do
+	module_package "$1" "$2" "$3"
+	shift 3
+done
 
 # --- tcplog ----------------------------------------------------------------------------------
 t=$work/tcplog

@@ -6,8 +6,9 @@
 #
 # Usage: scripts/build.sh [--lane debug] [--kernels "KERNEL..."]
 #   --kernels  Debian kernels to build tcplog.ko for besides the stock one, as build-root.sh takes
-#              them (SUITE/FLAVOUR[@SERIES][=VERSION]), or `all`: every flavour of the current
-#              backports and unstable kernels (amd64, cloud-amd64, rt-amd64). Each module goes to
+#              them (SUITE/FLAVOUR[@SERIES][=VERSION]), or `all`: the amd64 and cloud-amd64
+#              flavours of the current backports and unstable kernels (rt-amd64, PREEMPT_RT, is
+#              refused by Kbuild). Each module goes to
 #              target/kernels/KVER/tcplog.ko (kbuild builds in the source directory, so each kernel
 #              gets a copy of the sources, and the stock build's objects stay as they are).
 #   --lane debug  also the debug kernel (scripts/debug-kernel.sh) and tcplog.ko against it with
@@ -33,7 +34,7 @@ case "$lane" in stock | debug) ;; *) echo "build: unknown lane '$lane'" >&2; exi
 expanded=
 for k in $kernels; do
 	case "$k" in
-	all) expanded+=" backports/amd64 backports/cloud-amd64 backports/rt-amd64 unstable/amd64 unstable/cloud-amd64 unstable/rt-amd64" ;;
+	all) expanded+=" backports/amd64 backports/cloud-amd64 unstable/amd64 unstable/cloud-amd64" ;;
 	stock) expanded+=" backports/amd64" ;;
 	*) expanded+=" $k" ;;
 	esac

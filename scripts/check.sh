@@ -4,7 +4,7 @@
 # see qemu-test/run-vm.sh); other Debian kernels (backports' cloud-amd64 and unstable's amd64 by
 # default), each with tcplog.ko built for it; and a Debian 13 system booted from disk with the
 # packages installed and the service running (qemu-test/debian/run.sh). TCPLOG_LANES="stock
-# unstable/rt-amd64" (stock, debug, debian, or any kernel as scripts/build-root.sh names them)
+# unstable/cloud-amd64" (stock, debug, debian, or any kernel as scripts/build-root.sh names them)
 # runs those.
 # Ends with one line "N passed, N failed" that sums everything; exits nonzero if anything failed.
 set -uo pipefail

@@ -6,9 +6,10 @@
 #   KERNEL  SUITE/FLAVOUR[@SERIES][=VERSION]; default backports/amd64 (the stock kernel).
 #           SUITE: backports (Debian 13's trixie-backports, built in a trixie root) or unstable
 #           (sid, built in a sid root: its kernels are built with sid's rustc and gcc).
-#           FLAVOUR: amd64, cloud-amd64 (rt-amd64 resolves, but Kbuild refuses PREEMPT_RT). SERIES: 7.3, 7.2, ...: the newest upload of that
-#           series (default: the newest series that has source, headers, binary and modules of one
-#           version). VERSION: exactly that package version (e.g. 7.2.11-1~bpo13+1).
+#           FLAVOUR: amd64, cloud-amd64 (rt-amd64 resolves, but Kbuild refuses PREEMPT_RT).
+#           SERIES: 7.3, 7.2, ...: the newest upload of that series (default: the newest series
+#           that has source, headers, binary and modules of one version). VERSION: exactly that
+#           package version (e.g. 7.2.11-1~bpo13+1).
 #   Each run asks the archive again: a newer upload of the kernel is picked up as it appears.
 #   --resolve: only print what KERNEL resolves to ("VERSION RELEASE SERIES"), and stop.
 #

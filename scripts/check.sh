@@ -69,11 +69,12 @@ metadata() {
 # The whole module through clippy (kbuild's CLIPPY=1 runs clippy-driver in place of rustc, with
 # the lints the kernel's own Rust code is held to), from a copy of the sources so that every file
 # is linted, not only those changed since the last build: any warning fails.
-clippy_clean() {
-	local out
-	rm -rf "$repo/target/clippy/module"
-	"$repo/scripts/copy-module-sources.sh" "$repo/target/clippy/module"
-	out=$("$repo/scripts/in-root.sh" "$kenv" make -s -C "$KDIR_IN_ROOT" M=/src/target/clippy/module CLIPPY=1 modules 2>&1) ||
+clippy_clean() { clippy_clean_for "$kenv" target/clippy/module; }
+clippy_clean_for() {
+	local kkenv=$1 dir=$2 out
+	rm -rf "${repo:?}/$dir"
+	"$repo/scripts/copy-module-sources.sh" "$repo/$dir"
+	out=$( . "$kkenv" && "$repo/scripts/in-root.sh" "$kkenv" make -s -C "$KDIR_IN_ROOT" M="/src/$dir" CLIPPY=1 modules 2>&1) ||
 		{ echo "$out"; return 1; }
 	! grep -E '^(warning|error)' <<<"$out" || { echo "$out"; return 1; }
 }
@@ -187,7 +188,7 @@ vm_lane() {
 		esac
 		;;
 	*/*)
-		local envs kkenv ko ours theirs
+		local envs kkenv ko ours theirs out
 		envs=$("$repo/scripts/build.sh" --kernels "$lane" 2>>"$log")
 		read -r kkenv ko < <(sed -n 's/^MODULE=//p' <<<"$envs") || true
 		echo "[check] the $lane lane's build took $(($(date +%s) - start)) s" >>"$log"
@@ -199,10 +200,18 @@ vm_lane() {
 		theirs=$( (. "$kkenv" && modinfo_field vermagic "$MODDIR_IN_ROOT/kernel/drivers/net/veth.ko.xz"))
 		if [ -n "$ours" ] && [ "$ours" = "$theirs" ]; then
 			echo "ok   tcplog.ko for $lane has the vermagic of that kernel's own modules" >>"$log"
-			extra_p=1
+			extra_p=$((extra_p + 1))
 		else
 			echo "FAIL tcplog.ko for $lane: vermagic '$ours', that kernel's veth.ko '$theirs'" >>"$log"
-			extra_f=1
+			extra_f=$((extra_f + 1))
+		fi
+		# Its suite's clippy (unstable's is newer, with lints Debian 13's lacks).
+		if out=$(clippy_clean_for "$kkenv" "target/clippy/$id" 2>&1); then
+			echo "ok   make CLIPPY=1 for $lane: the module is clippy-clean with that kernel's toolchain" >>"$log"
+			extra_p=$((extra_p + 1))
+		else
+			echo "FAIL make CLIPPY=1 for $lane: $out" >>"$log"
+			extra_f=$((extra_f + 1))
 		fi
 		;;
 	esac

@@ -256,11 +256,7 @@ rm -f "$out"/check-*.log "$out"/check-*.extra
 worker() {
 	local lane
 	while :; do
-		lane=$(
-			flock 9
-			head -n 1 "$queue"
-			sed -i 1d "$queue"
-		) 9>"$queue.lock"
+		lane=$(flock "$queue.lock" sh -c 'head -n 1 "$1" && sed -i 1d "$1"' take "$queue")
 		[ -n "$lane" ] || return 0
 		vm_lane "$lane"
 	done

@@ -27,7 +27,8 @@
 //!   `module/events.rs` builds events from them.
 //! - The kernel's definitions: `module/bindings.rs` (the module's own bindgen run),
 //!   `module/helpers.c` (one-line C helpers), `module/layout.{c,rs}` (the load-time check that
-//!   both agree with the kernel's compiler).
+//!   both agree with the kernel's compiler), `module/compat.rs` (what differs between kernel
+//!   releases, in one place).
 
 use kernel::{prelude::*, sync::Arc};
 

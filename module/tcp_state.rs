@@ -20,6 +20,7 @@ use crate::clock::{self, Stamp};
 use crate::conns::{Closed, Conn};
 use crate::events::{self, Who};
 use crate::flows::FlowKey;
+use crate::identity::Identity;
 use crate::limits::LimitRef;
 use crate::log::Log;
 use crate::probes::TracepointProbe;
@@ -88,6 +89,21 @@ unsafe extern "C" fn on_set_state(data: *mut c_void, sk: *const sock, old: c_int
     }
 }
 
+/// A non-blocking connect's outcome: established `latency_ns` after the call, on behalf of the
+/// connection's owner.
+fn async_connect_done(log: &Log, info: &SockInfo, owner: Option<Identity>, latency_ns: u64) {
+    let who = Who::process_or(owner);
+    events::emit_with_latency(
+        log,
+        op::TCP_CONNECT,
+        info,
+        0,
+        abi::EVF_ASYNC,
+        &who,
+        latency_ns,
+    );
+}
+
 /// An MPTCP connection's state change: tracking, events, and at CLOSE its summary, written by
 /// the worker (MPTCP's counters can only be read where sleeping is allowed).
 fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
@@ -105,17 +121,7 @@ fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
         match done {
             Some((true, owner, start)) if user && log.wants(op::TCP_CONNECT) => {
                 let info = inet.info(&log.keys);
-                let who = Who::process_or(owner);
-                let latency = now.boot.saturating_sub(start);
-                events::emit_with_latency(
-                    log,
-                    op::TCP_CONNECT,
-                    &info,
-                    0,
-                    abi::EVF_ASYNC,
-                    &who,
-                    latency,
-                );
+                async_connect_done(log, &info, owner, now.boot.saturating_sub(start));
             }
             Some(_) => {}
             None => log.conns.track(
@@ -201,17 +207,7 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
             });
             if let Some((true, owner, start)) = done {
                 if log.wants(op::TCP_CONNECT) && !tcp.sock().is_kernel() {
-                    let who = Who::process_or(owner);
-                    let latency = now.saturating_sub(start);
-                    events::emit_with_latency(
-                        log,
-                        op::TCP_CONNECT,
-                        &info,
-                        0,
-                        abi::EVF_ASYNC,
-                        &who,
-                        latency,
-                    );
+                    async_connect_done(log, &info, owner, now.saturating_sub(start));
                 }
             }
         }
@@ -269,7 +265,7 @@ enum AtClose {
     /// uncount.
     Attempt {
         connect_failed: bool,
-        owner: Option<crate::identity::Identity>,
+        owner: Option<Identity>,
         limit: Option<LimitRef>,
         start_boot: u64,
     },

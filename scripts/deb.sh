@@ -46,8 +46,7 @@ mkdir -p "$out"
 
 # Strips (or signs) one kernel's module into target/deb/module/KVER/; prints its path in the root.
 prepare_ko() {
-	local kkenv=$1 src=$2 kver dst
-	kver=$( . "$kkenv" && echo "$KVER")
+	local kkenv=$1 src=$2 kver=$3 dst
 	dst=$out/module/$kver/tcplog.ko
 	mkdir -p "${dst%/*}"
 	if [ -n "$key" ]; then
@@ -58,13 +57,14 @@ prepare_ko() {
 	fi
 	echo "/src/${dst#"$repo"/}"
 }
-ko=$(prepare_ko "$kenv" tcplog.ko)
+ko=$(prepare_ko "$kenv" tcplog.ko "$KVER")
 # The other kernels' modules packages: "KVER KPKG_VERSION KO" each.
 extra=()
 while read -r kkenv src; do
 	[ -n "$kkenv" ] || continue
-	(. "$kkenv" && [ "$KVER" != "$(. "$kenv" && echo "$KVER")" ]) || continue
-	extra+=("$( . "$kkenv" && echo "$KVER")" "$( . "$kkenv" && echo "$KPKG_VERSION")" "$(prepare_ko "$kkenv" "$src")")
+	read -r kver kpkg < <(. "$kkenv" && echo "$KVER $KPKG_VERSION")
+	[ "$kver" != "$KVER" ] || continue
+	extra+=("$kver" "$kpkg" "$(prepare_ko "$kkenv" "$src" "$kver")")
 done <<<"$modules"
 
 debs=$("$repo/scripts/in-root.sh" "$kenv" bash /src/packaging/debian/assemble.sh "$KVER" \

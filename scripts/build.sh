@@ -53,7 +53,8 @@ flock 8
 flag_list() { awk -v v="$1" '$1 == v && ($2 == ":=" || $2 == "=") { on = 1; $1 = ""; $2 = "" }
 	on { line = $0; sub(/\\$/, "", line); printf "%s ", line; if ($0 !~ /\\$/) exit }' "$2" |
 	tr -s ' \t' '\n' | sed '/^$/d' | sort; }
-check_skip_flags() {
+# A subshell: the kernel's environment it reads stays there.
+check_skip_flags() (
 	local kenv=$1 ref skip_diff ours
 	# shellcheck source=/dev/null
 	. "$kenv"
@@ -72,7 +73,7 @@ check_skip_flags() {
 		echo "$skip_diff" >&2
 		return 1
 	fi
-}
+)
 
 kenv=$("$repo/scripts/build-root.sh" | sed -n 's/^KENV=//p')
 [ -n "$kenv" ] || { echo "build: the build root did not come up" >&2; exit 1; }

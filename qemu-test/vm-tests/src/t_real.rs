@@ -184,6 +184,11 @@ struct Pkt {
     dst: (IpAddr, u16),
     flags: u8,
     seq: u32,
+    ack: u32,
+    /// It carries the timestamp option. A socket stamps every segment of a connection that
+    /// negotiated timestamps, its resets included; the resets the kernel sends from no socket
+    /// (`tcp_v4_send_reset`, `tcp_v6_send_reset`) carry none.
+    ts_opt: bool,
     /// IP length: the IPv4 total length, or 40 + the IPv6 payload length.
     ip_len: u64,
     payload: u64,
@@ -256,6 +261,8 @@ fn parse_pcap(b: &[u8]) -> Result<Vec<Pkt>, String> {
         };
         let tcp_hl = u64::from(l4[12] >> 4) * 4;
         out.push(Pkt {
+            ack: u32::from_be_bytes(l4[8..12].try_into().unwrap()),
+            ts_opt: has_timestamp(&l4[20..(tcp_hl as usize).clamp(20, l4.len())]),
             ts_ns,
             src: (src, be16(l4, 0)),
             dst: (dst, be16(l4, 2)),
@@ -266,6 +273,22 @@ fn parse_pcap(b: &[u8]) -> Result<Vec<Pkt>, String> {
         });
     }
     Ok(out)
+}
+
+/// Whether TCP options `o` hold a timestamp (kind 8).
+fn has_timestamp(mut o: &[u8]) -> bool {
+    while let Some(&kind) = o.first() {
+        match kind {
+            0 => return false,
+            1 => o = &o[1..],
+            8 => return true,
+            _ => match o.get(1) {
+                Some(&len) if len >= 2 => o = &o[usize::from(len).min(o.len())..],
+                _ => return false,
+            },
+        }
+    }
+    false
 }
 
 /// tcpdump capturing TCP on lo into a file.
@@ -341,6 +364,105 @@ struct Flow {
     /// Highest sequence number of data seen each way (for retransmissions).
     next_seq: [Option<u32>; 2],
     packets: Vec<Pkt>,
+}
+
+/// How a captured connection ended.
+struct Ending {
+    /// Both SYNs carried timestamps, so a socket's segments all do (`Pkt::ts_opt`).
+    stamped: bool,
+    /// The reset that ended the connection, if one did.
+    reset: Option<usize>,
+}
+
+impl Flow {
+    /// A packet's TCP sequence space: data, and one each for SYN and FIN.
+    fn seq_len(p: &Pkt) -> u32 {
+        p.payload as u32 + u32::from(p.flags & SYN != 0) + u32::from(p.flags & FIN != 0)
+    }
+
+    /// Where the orderly close completed: the acknowledgement of the second side's FIN.
+    fn orderly_close(&self) -> Option<usize> {
+        let client = self.client?;
+        let first_fin = |from_client: bool| {
+            self.packets
+                .iter()
+                .position(|p| (p.src == client) == from_client && p.flags & FIN != 0)
+        };
+        let last = first_fin(true)?.max(first_fin(false)?);
+        let fin = &self.packets[last];
+        let want = fin.seq.wrapping_add(Self::seq_len(fin));
+        self.packets[last + 1..]
+            .iter()
+            .position(|p| p.src != fin.src && p.flags & (ACK | RST) == ACK && p.ack == want)
+            .map(|j| last + 1 + j)
+    }
+
+    /// The reset that ended the connection: the first one before the orderly close completed
+    /// (after it, resets come from no socket or a TIME_WAIT remnant, as replies to strays). Where
+    /// the connection is stamped, a socket's own reset (stamped) is preferred: the capture stamps
+    /// a loopback packet as it is delivered, so a reply from no socket to a segment that crossed
+    /// the reset can be delivered before it.
+    fn ending(&self) -> Ending {
+        let first = |acked: bool| {
+            self.packets
+                .iter()
+                .find(|p| p.flags & (SYN | ACK) == if acked { SYN | ACK } else { SYN })
+                .is_some_and(|p| p.ts_opt)
+        };
+        let stamped = first(false) && first(true);
+        let end = self.orderly_close().unwrap_or(self.packets.len());
+        let resets: Vec<usize> = (0..end)
+            .filter(|&i| self.packets[i].flags & RST != 0)
+            .collect();
+        let reset = resets
+            .iter()
+            .copied()
+            .find(|&i| stamped && self.packets[i].ts_opt)
+            .or(resets.first().copied());
+        Ending { stamped, reset }
+    }
+
+    /// What is not the connection's of side `me` that reset it: the packets captured after its
+    /// reset and, when that reset is a socket's (stamped), the replies `me` sent from no socket
+    /// with the peer's segments they answer (segments that crossed the reset).
+    fn after_reset(&self, me: (IpAddr, u16), e: &Ending) -> Vec<usize> {
+        let own = e.reset.filter(|&i| self.packets[i].src == me).or_else(|| {
+            self.packets
+                .iter()
+                .position(|p| p.src == me && p.flags & RST != 0)
+        });
+        let Some(r) = own else {
+            return Vec::new();
+        };
+        let mut out: Vec<usize> = (r + 1..self.packets.len()).collect();
+        if !(e.stamped && self.packets[r].ts_opt) {
+            return out;
+        }
+        for (q, reply) in self.packets.iter().enumerate() {
+            if q == r || reply.src != me || reply.flags & RST == 0 || reply.ts_opt {
+                continue;
+            }
+            out.push(q);
+            // RFC 793's reply: to a segment with ACK, a RST whose sequence is that
+            // acknowledgement; to one without, a RST|ACK acknowledging the segment.
+            let answers = |p: &Pkt| {
+                if reply.flags & ACK != 0 {
+                    reply.ack == p.seq.wrapping_add(Self::seq_len(p))
+                } else {
+                    p.flags & ACK != 0 && reply.seq == p.ack
+                }
+            };
+            if let Some(a) = self.packets[..q]
+                .iter()
+                .rposition(|p| p.src != me && answers(p))
+            {
+                out.push(a);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// The capture's connections, by (client, server).
@@ -456,14 +578,9 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
     }
     // A connection this side reset ends with that reset, as README says: what crosses it (the
     // peer's FIN, and the resets the kernel answers with from no socket) is not the connection's.
+    let ending = f.ending();
     if s.close == abi::close::RST_SENT {
-        if let Some(r) = f
-            .packets
-            .iter()
-            .position(|p| p.src == me && p.flags & RST != 0)
-        {
-            left_out.extend(r + 1..f.packets.len());
-        }
+        left_out.extend(f.after_reset(me, &ending));
     }
     let (mut pkts, mut ip_bytes) = ([0u64; 2], [0u64; 2]);
     for (i, p) in f.packets.iter().enumerate() {
@@ -508,8 +625,8 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
     // (The capture's timestamps are no oracle for which packets precede the summary: tcpdump
     // stamps a loopback packet when it is delivered, after the hook counted it on its way out.
     // The counts are.)
-    // How it ended, as the capture shows it: a reset sent by one side, or FINs.
-    let rst_from = f.packets.iter().find(|p| p.flags & RST != 0).map(|p| p.src);
+    // How it ended, as the capture shows it: the reset that ended it (`Flow::ending`), or FINs.
+    let rst_from = ending.reset.map(|i| f.packets[i].src);
     let want_close = match rst_from {
         Some(src) if src == me => abi::close::RST_SENT,
         Some(_) => abi::close::RST_RECEIVED,
@@ -522,7 +639,7 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
             match rst_from {
                 Some(src) if src == me => "this side sent a reset",
                 Some(_) => "the peer sent a reset",
-                None => "no reset",
+                None => "no reset before the orderly close completed",
             }
         ));
     }
@@ -1611,4 +1728,97 @@ fn io_uring() -> TestResult {
         cl.flags
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: (IpAddr, u16) = (IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 36800);
+    const S: (IpAddr, u16) = (IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 38923);
+
+    /// A flow of (from client, flags, seq, ack, stamped, payload) in capture order.
+    fn flow(pkts: &[(bool, u8, u32, u32, bool, u64)]) -> Flow {
+        let v: Vec<Pkt> = pkts
+            .iter()
+            .enumerate()
+            .map(|(i, &(c, flags, seq, ack, ts_opt, payload))| Pkt {
+                ts_ns: i as u64,
+                src: if c { C } else { S },
+                dst: if c { S } else { C },
+                flags,
+                seq,
+                ack,
+                ts_opt,
+                ip_len: 52 + payload,
+                payload,
+            })
+            .collect();
+        flows(&v).into_values().next().unwrap()
+    }
+
+    #[test]
+    fn a_fin_crossing_the_reset_and_its_reply_from_no_socket_are_not_the_resetters() {
+        // Seen in CI: the server's FIN crossed the client's reset; the reply to it from no
+        // socket was delivered before the reset itself.
+        let f = flow(&[
+            (true, SYN, 100, 0, true, 0),
+            (false, SYN | ACK, 500, 101, true, 0),
+            (true, ACK, 101, 501, true, 0),
+            (true, ACK | 0x08, 101, 501, true, 10),
+            (false, ACK, 501, 111, true, 0),
+            (true, FIN | ACK, 111, 501, true, 0),
+            (false, FIN | ACK, 501, 112, true, 0),
+            (true, RST, 112, 0, false, 0),
+            (true, RST | ACK, 112, 501, true, 0),
+        ]);
+        let e = f.ending();
+        assert!(e.stamped);
+        assert_eq!(e.reset, Some(8));
+        assert_eq!(f.after_reset(C, &e), vec![6, 7]);
+    }
+
+    #[test]
+    fn resets_after_the_orderly_close_do_not_end_it() {
+        // Seen in CI: a stray ACK after both FINs, answered by the closed server from no socket.
+        let f = flow(&[
+            (true, SYN, 100, 0, true, 0),
+            (false, SYN | ACK, 500, 101, true, 0),
+            (true, ACK, 101, 501, true, 0),
+            (true, FIN | ACK, 101, 501, true, 0),
+            (false, FIN | ACK, 501, 102, true, 0),
+            (true, ACK, 102, 502, true, 0),
+            (false, ACK, 502, 102, true, 0),
+            (true, ACK, 102, 502, true, 0),
+            (false, RST, 502, 0, false, 0),
+        ]);
+        assert_eq!(f.orderly_close(), Some(5));
+        assert_eq!(f.ending().reset, None);
+    }
+
+    #[test]
+    fn a_reset_before_any_fin_ends_the_connection_and_what_follows_is_not_the_resetters() {
+        let f = flow(&[
+            (true, SYN, 100, 0, true, 0),
+            (false, SYN | ACK, 500, 101, true, 0),
+            (true, ACK, 101, 501, true, 0),
+            (true, RST | ACK, 101, 501, true, 0),
+            (false, FIN | ACK, 501, 101, true, 0),
+        ]);
+        let e = f.ending();
+        assert_eq!(e.reset, Some(3));
+        assert_eq!(f.after_reset(C, &e), vec![4]);
+        assert_eq!(f.after_reset(S, &e), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn timestamp_options_are_found_among_others() {
+        assert!(has_timestamp(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0]));
+        assert!(has_timestamp(&[
+            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0
+        ]));
+        assert!(!has_timestamp(&[2, 4, 5, 180, 1, 1, 4, 2]));
+        assert!(!has_timestamp(&[0, 8, 10]));
+        assert!(!has_timestamp(&[3, 0, 8]));
+    }
 }

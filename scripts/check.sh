@@ -69,6 +69,12 @@ metadata() {
 # The whole module through clippy (kbuild's CLIPPY=1 runs clippy-driver in place of rustc, with
 # the lints the kernel's own Rust code is held to), from a copy of the sources so that every file
 # is linted, not only those changed since the last build: any warning fails.
+# The userspace crates with all their targets, tests included, denying every warning.
+crates_clippy_clean() {
+	local out
+	out=$("$repo/scripts/in-root.sh" "$kenv" sh -c 'cd /src && CARGO_TARGET_DIR=/src/target/buildroot cargo clippy --locked --workspace --all-targets -- -D warnings 2>&1') ||
+		{ grep -E '^(warning|error)|-->' <<<"$out" | head -40; return 1; }
+}
 clippy_clean() { clippy_clean_for "$kenv" target/clippy/module; }
 clippy_clean_for() {
 	local kkenv=$1 dir=$2 out
@@ -144,6 +150,7 @@ resolves_newest_and_pinned() {
 
 check "tcplog.ko has the vermagic of Debian's own modules" same_vermagic
 check "make CLIPPY=1: the module is clippy-clean" clippy_clean
+check "cargo clippy: the tool, the ABI crate and the VM tests are clippy-clean (-D warnings)" crates_clippy_clean
 check "tcplog.ko is licensed GPL" license_gpl
 check "tcplog.ko names itself, its authors and what it does" metadata
 check "Debian kernels resolve from the archive: a series' newest upload, or the upload pinned" resolves_newest_and_pinned

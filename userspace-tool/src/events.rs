@@ -78,14 +78,14 @@ mod tests {
         assert_eq!(p("tcp:connect").unwrap(), 1 << op::TCP_CONNECT);
         assert_eq!(
             p("connect").unwrap(),
-            1 << op::TCP_CONNECT | 1 << op::UDP_CONNECT
+            (1 << op::TCP_CONNECT) | (1 << op::UDP_CONNECT)
         );
         assert_eq!(p("udp").unwrap(), 0xf << op::UDP_CREATE);
         assert_eq!(p("all").unwrap(), VALID_EVENT_MASK);
         assert_eq!(p("none").unwrap(), 0);
         assert_eq!(
             p("tcp:accept,udp:bind").unwrap(),
-            1 << op::TCP_ACCEPT | 1 << op::UDP_BIND
+            (1 << op::TCP_ACCEPT) | (1 << op::UDP_BIND)
         );
         assert_eq!(p("TCP:Listen").unwrap(), 1 << op::TCP_LISTEN);
     }

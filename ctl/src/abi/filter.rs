@@ -357,7 +357,7 @@ mod tests {
         comm: [u8; 16],
     }
 
-    fn subject<'a>(o: &'a Owned, family: u16, lport: u16, rport: u16) -> Subject<'a> {
+    fn subject(o: &Owned, family: u16, lport: u16, rport: u16) -> Subject<'_> {
         Subject {
             family,
             protocol: IPPROTO_TCP,

@@ -870,9 +870,11 @@ pub fn check_exact(
 ) -> Result<(SummaryBody, SummaryBody), String> {
     let sums = sums_between(recs, port, cport);
     let show = || {
-        sums.iter()
-            .map(|s| format!("\n  {}", sum_line(s)))
-            .collect::<String>()
+        sums.iter().fold(String::new(), |mut o, s| {
+            o.push_str("\n  ");
+            o.push_str(&sum_line(s));
+            o
+        })
     };
     ensure_eq!(sums.len(), 2, "summaries of {cport} -> {port}:{}", show());
     let cl = sums

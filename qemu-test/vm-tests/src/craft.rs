@@ -150,7 +150,7 @@ impl Ip4 {
     pub fn bytes(&self, payload: &[u8]) -> Vec<u8> {
         let hl = 20 + self.options.len();
         let mut h = vec![0u8; hl];
-        h[0] = self.version << 4 | self.ihl.unwrap_or((hl / 4) as u8) & 0xf;
+        h[0] = (self.version << 4) | (self.ihl.unwrap_or((hl / 4) as u8) & 0xf);
         let total = self.total.unwrap_or((hl + payload.len()) as u16);
         h[2..4].copy_from_slice(&total.to_be_bytes());
         h[4..6].copy_from_slice(&self.id.to_be_bytes());
@@ -224,7 +224,7 @@ pub fn ext_opts(next: u8, len_field: u8, real_units: u8) -> Vec<u8> {
 pub fn ext_frag(next: u8, offset_units: u16, more: bool, id: u32) -> Vec<u8> {
     let mut e = vec![0u8; 8];
     e[0] = next;
-    let off = offset_units << 3 | u16::from(more);
+    let off = (offset_units << 3) | u16::from(more);
     e[2..4].copy_from_slice(&off.to_be_bytes());
     e[4..8].copy_from_slice(&id.to_be_bytes());
     e

@@ -383,7 +383,7 @@ fn judge(o: &mut Outcome, rounds: &[Round], recs: &[Rec]) {
                     .iter()
                     .any(|r| e.lport == r.port || e.lport == r.cport))
     };
-    let evs: Vec<EventBody> = events(recs).into_iter().filter(|e| ours(e)).collect();
+    let evs: Vec<EventBody> = events(recs).into_iter().filter(ours).collect();
     let mut used = vec![false; evs.len()];
     let mut take = |what: String, o: &mut Outcome, f: &dyn Fn(&EventBody) -> bool| match evs
         .iter()

@@ -114,7 +114,10 @@ fn hostile_name() -> TestResult {
             .any(|r| r["type"] == "event" && r["op"] == "connect"),
         "no connect event of pid {pid}: {recs:?}"
     );
-    let hex: String = NAME.iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = NAME.iter().fold(String::new(), |mut o, b| {
+        o.push_str(&format!("{b:02x}"));
+        o
+    });
     let lossy = String::from_utf8_lossy(NAME);
     for r in &recs {
         // Documented: `comm` is the name with U+FFFD for what is not UTF-8, `comm_hex` the bytes.

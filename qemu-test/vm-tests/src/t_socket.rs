@@ -506,7 +506,7 @@ fn veth_namespaces() -> TestResult {
 fn event_mask() -> TestResult {
     let d = fresh()?;
     let mut c = abi::Config::DEFAULT;
-    c.event_mask = 1 << op::TCP_CONNECT | 1 << op::TCP_ACCEPT;
+    c.event_mask = (1 << op::TCP_CONNECT) | (1 << op::TCP_ACCEPT);
     d.set_config(&c).map_err(sys::errno_name)?;
     exchange(&[], "127.0.0.1:0", &[], "127.0.0.1", 5, 5)?;
     let recs = collect(&d, nsum(2))?;

@@ -16,6 +16,12 @@
 //! table is full, one of those is evicted to make room (counted), never a confirmed one. A SYN
 //! with a new initial sequence number on a flow that is unconfirmed or already closed starts it
 //! afresh (a new connection on the same ports). The table is preallocated and bounded.
+//!
+//! A connection's packets end with its socket: once it reached CLOSE, or sent a reset, the
+//! only packet still its own is the reset its close sends (which TCP sends after unhashing the
+//! socket). The peer's segments that cross that end find no socket, and the resets the kernel
+//! answers them with come from its control socket: neither is the connection's. The sending
+//! socket of an outgoing packet (the hook's `sk`) tells the two resets apart.
 
 use kernel::{
     prelude::*,
@@ -126,8 +132,7 @@ struct Flow {
     confirmed: bool,
     /// Its connection reached CLOSE: a new connection may reuse the ports.
     closed: bool,
-    /// This side sent a reset: the connection ended with it, and what crosses it (the peer's
-    /// packets in flight, the resets the kernel answers them with from no socket) is not its.
+    /// Its socket sent a reset: the connection ended with it.
     reset_out: bool,
 }
 
@@ -144,6 +149,8 @@ pub(crate) struct FlowPacket {
     pub(crate) rst: bool,
     pub(crate) fin: bool,
     pub(crate) seq: u32,
+    /// The socket sending an outgoing packet (its address, only compared; 0 for none).
+    pub(crate) sender: usize,
     /// When it was seen (`CLOCK_BOOTTIME`, ns).
     pub(crate) now: u64,
 }
@@ -185,7 +192,7 @@ impl Flows {
         if let Some(f) = t.get_mut(key, h) {
             let restart = p.first_syn && p.seq != f.isn && (!f.confirmed || f.closed);
             if !restart {
-                if !f.reset_out {
+                if belongs(f, p) {
                     add(f, p);
                 }
                 return;
@@ -281,8 +288,13 @@ impl Flows {
     }
 }
 
+/// Whether a packet of an existing flow is its connection's (see the module's documentation).
+fn belongs(f: &Flow, p: &FlowPacket) -> bool {
+    !f.reset_out && (!f.closed || (!p.inbound && p.sender == f.owner))
+}
+
 fn add(f: &mut Flow, p: &FlowPacket) {
-    f.reset_out |= p.rst && !p.inbound;
+    f.reset_out |= p.rst && !p.inbound && f.owner != 0 && p.sender == f.owner;
     f.counts.fin_in |= p.fin && p.inbound;
     let (c, t) = (&mut f.counts, &mut f.times);
     if p.inbound {
@@ -342,6 +354,7 @@ mod tests {
             rst: false,
             fin: false,
             seq,
+            sender: if inbound { 0 } else { OWNER },
             now: bytes * 1000,
         }
     }
@@ -350,12 +363,16 @@ mod tests {
         KBox::pin_init(Flows::new(max, HashKeys::new())?, GFP_KERNEL)
     }
 
+    /// The socket of the tests' connections, and the kernel's control socket.
+    const OWNER: usize = 0x1000;
+    const CONTROL: usize = 0x9000;
+
     #[test]
-    fn a_connection_ends_with_this_sides_reset() -> Result {
+    fn a_connection_ends_with_its_sockets_reset() -> Result {
         let f = flows(8)?;
         f.count(&key(1), &pkt(false, 60, true, 7));
         f.count(&key(1), &pkt(true, 60, false, 0));
-        f.confirm(&key(1), 0x1000);
+        f.confirm(&key(1), OWNER);
         let fin = FlowPacket {
             fin: true,
             ..pkt(true, 52, false, 0)
@@ -363,18 +380,52 @@ mod tests {
         f.count(&key(1), &fin);
         let rst = FlowPacket {
             rst: true,
-            ..pkt(false, 40, false, 0)
+            ..pkt(false, 52, false, 0)
         };
         f.count(&key(1), &rst);
         // What crosses the reset: the peer's segment in flight, the kernel's answer to it.
         f.count(&key(1), &pkt(true, 52, false, 0));
-        f.count(&key(1), &rst);
-        let c = f.take(&key(1), 0x1000).ok_or(EINVAL)?;
+        let reply = FlowPacket {
+            sender: CONTROL,
+            ..rst
+        };
+        f.count(&key(1), &reply);
+        let c = f.take(&key(1), OWNER).ok_or(EINVAL)?;
         assert_eq!(
             (c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out),
-            (2, 112, 2, 100)
+            (2, 112, 2, 112)
         );
         assert!(c.fin_in);
+        Ok(())
+    }
+
+    #[test]
+    fn after_close_only_the_sockets_own_reset_counts() -> Result {
+        // TCP unhashes the socket (CLOSE) before its close sends the reset: a peer segment in
+        // between finds no socket, and the kernel's reply to it may go out first.
+        let f = flows(8)?;
+        f.count(&key(4), &pkt(false, 60, true, 7));
+        f.count(&key(4), &pkt(true, 60, false, 0));
+        f.confirm(&key(4), OWNER);
+        f.close(&key(4), OWNER);
+        f.count(&key(4), &pkt(true, 52, false, 0));
+        let reply = FlowPacket {
+            rst: true,
+            sender: CONTROL,
+            ..pkt(false, 40, false, 0)
+        };
+        f.count(&key(4), &reply);
+        let own = FlowPacket {
+            rst: true,
+            ..pkt(false, 52, false, 0)
+        };
+        f.count(&key(4), &own);
+        f.count(&key(4), &reply);
+        let c = f.take(&key(4), OWNER).ok_or(EINVAL)?;
+        assert_eq!(
+            (c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out),
+            (1, 60, 2, 112)
+        );
         Ok(())
     }
 
@@ -386,8 +437,8 @@ mod tests {
         f.count(&key(1), &pkt(true, 60, true, 7));
         f.count(&key(1), &pkt(false, 60, false, 0));
         f.count(&key(1), &pkt(true, 52, false, 0));
-        f.confirm(&key(1), 0x1000);
-        let c = f.take(&key(1), 0x1000).ok_or(EINVAL)?;
+        f.confirm(&key(1), OWNER);
+        let c = f.take(&key(1), OWNER).ok_or(EINVAL)?;
         assert_eq!(
             (c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out),
             (2, 112, 1, 60)

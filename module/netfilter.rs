@@ -72,6 +72,12 @@ impl HookState<'_> {
         self.state.pf == NFPROTO_IPV6
     }
 
+    /// The socket an outgoing packet is sent from: its address, to compare with a flow's
+    /// owner (never followed); 0 for none.
+    fn sender(&self) -> usize {
+        self.state.sk as usize
+    }
+
     fn netns(&self) -> u32 {
         // SAFETY: By the type invariant `net` is the packet's live namespace.
         unsafe { (*self.state.net).ns.inum }
@@ -148,7 +154,7 @@ fn observe(log: &Log, pkt: &Skb<'_>, state: &HookState<'_>) {
         if !p.transport {
             log.count_no_transport();
         } else if p.protocol == abi::IPPROTO_TCP && dir != direction::FORWARD {
-            count_flow(log, &p, dir, netns);
+            count_flow(log, &p, dir, netns, state.sender());
         }
     }
     let (ifindex, ifname) = state.device(dir == direction::OUT);
@@ -179,7 +185,7 @@ fn observe(log: &Log, pkt: &Skb<'_>, state: &HookState<'_>) {
     log.packets.record(log, pkt, &p, m.rule, m.action, &seen);
 }
 
-fn count_flow(log: &Log, p: &Parsed, dir: u8, netns: u32) {
+fn count_flow(log: &Log, p: &Parsed, dir: u8, netns: u32, sender: usize) {
     let inbound = dir == direction::IN;
     let key = if inbound {
         FlowKey::new(netns, p.family, p.daddr, p.dport, p.saddr, p.sport)
@@ -197,6 +203,7 @@ fn count_flow(log: &Log, p: &Parsed, dir: u8, netns: u32) {
             rst: p.tcp_flags & abi::tcp_flag::RST != 0,
             fin: p.tcp_flags & abi::tcp_flag::FIN != 0,
             seq: p.seq,
+            sender,
             now: crate::clock::boot_ns(),
         },
     );

@@ -422,9 +422,13 @@ impl Flow {
         Ending { stamped, reset }
     }
 
-    /// What is not the connection's of side `me` that reset it: the packets captured after its
-    /// reset and, when that reset is a socket's (stamped), the replies `me` sent from no socket
-    /// with the peer's segments they answer (segments that crossed the reset).
+    /// What is not the connection's of side `me` that reset it. Its socket's packets end with
+    /// its reset (TCP unhashes the socket just before sending it); the peer's segments that
+    /// crossed it found no socket, and `me` answered them from its control socket, unstamped.
+    /// Where the reset is the socket's own (stamped), those replies, the segments they answer,
+    /// and the peer's segments captured after the reset are left out: the capture orders the
+    /// two directions by delivery, so a reply can come before the reset it follows. Otherwise
+    /// (no timestamps) everything captured after this side's first reset is.
     fn after_reset(&self, me: (IpAddr, u16), e: &Ending) -> Vec<usize> {
         let own = e.reset.filter(|&i| self.packets[i].src == me).or_else(|| {
             self.packets
@@ -434,17 +438,20 @@ impl Flow {
         let Some(r) = own else {
             return Vec::new();
         };
-        let mut out: Vec<usize> = (r + 1..self.packets.len()).collect();
         if !(e.stamped && self.packets[r].ts_opt) {
-            return out;
+            return (r + 1..self.packets.len()).collect();
         }
+        let mut out: Vec<usize> = (r + 1..self.packets.len())
+            .filter(|&i| self.packets[i].src != me)
+            .collect();
         for (q, reply) in self.packets.iter().enumerate() {
-            if q == r || reply.src != me || reply.flags & RST == 0 || reply.ts_opt {
+            if reply.src != me || reply.flags & RST == 0 || reply.ts_opt {
                 continue;
             }
             out.push(q);
             // RFC 793's reply: to a segment with ACK, a RST whose sequence is that
-            // acknowledgement; to one without, a RST|ACK acknowledging the segment.
+            // acknowledgement; to one without, a RST|ACK acknowledging the segment. Each
+            // answers one segment, the latest not yet answered: the socket took the earlier.
             let answers = |p: &Pkt| {
                 if reply.flags & ACK != 0 {
                     reply.ack == p.seq.wrapping_add(Self::seq_len(p))
@@ -452,10 +459,9 @@ impl Flow {
                     p.flags & ACK != 0 && reply.seq == p.ack
                 }
             };
-            if let Some(a) = self.packets[..q]
-                .iter()
-                .rposition(|p| p.src != me && answers(p))
-            {
+            if let Some(a) = (0..q).rev().find(|&i| {
+                self.packets[i].src != me && answers(&self.packets[i]) && !out.contains(&i)
+            }) {
                 out.push(a);
             }
         }
@@ -1776,6 +1782,28 @@ mod tests {
         assert!(e.stamped);
         assert_eq!(e.reset, Some(8));
         assert_eq!(f.after_reset(C, &e), vec![6, 7]);
+    }
+
+    #[test]
+    fn each_reply_from_no_socket_answers_one_segment() {
+        // Seen in CI: the client's socket was unhashed before the server's ACK of its FIN and
+        // the server's FIN came; both got replies from no socket before the socket's reset.
+        let f = flow(&[
+            (true, SYN, 100, 0, true, 0),
+            (false, SYN | ACK, 500, 101, true, 0),
+            (true, ACK, 101, 501, true, 0),
+            (true, ACK | 0x08, 101, 501, true, 10),
+            (false, ACK, 501, 111, true, 0),
+            (true, FIN | ACK, 111, 501, true, 0),
+            (false, ACK, 501, 112, true, 0),
+            (false, FIN | ACK, 501, 112, true, 0),
+            (true, RST, 112, 0, false, 0),
+            (true, RST, 112, 0, false, 0),
+            (true, RST | ACK, 112, 501, true, 0),
+        ]);
+        let e = f.ending();
+        assert_eq!(e.reset, Some(10));
+        assert_eq!(f.after_reset(C, &e), vec![6, 7, 8, 9]);
     }
 
     #[test]

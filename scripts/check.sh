@@ -69,12 +69,6 @@ metadata() {
 # The whole module through clippy (kbuild's CLIPPY=1 runs clippy-driver in place of rustc, with
 # the lints the kernel's own Rust code is held to), from a copy of the sources so that every file
 # is linted, not only those changed since the last build: any warning fails.
-# The userspace crates with all their targets, tests included, denying every warning.
-crates_clippy_clean() {
-	local out
-	out=$("$repo/scripts/in-root.sh" "$kenv" sh -c 'cd /src && CARGO_TARGET_DIR=/src/target/buildroot cargo clippy --locked --workspace --all-targets -- -D warnings 2>&1') ||
-		{ grep -E '^(warning|error)|-->' <<<"$out" | head -40; return 1; }
-}
 clippy_clean() { clippy_clean_for "$kenv" target/clippy/module; }
 clippy_clean_for() {
 	local kkenv=$1 dir=$2 out
@@ -83,6 +77,12 @@ clippy_clean_for() {
 	out=$( . "$kkenv" && "$repo/scripts/in-root.sh" "$kkenv" make -s -C "$KDIR_IN_ROOT" M="/src/$dir" CLIPPY=1 modules 2>&1) ||
 		{ echo "$out"; return 1; }
 	! grep -E '^(warning|error)' <<<"$out" || { echo "$out"; return 1; }
+}
+# The userspace crates with all their targets, tests included, denying every warning.
+crates_clippy_clean() {
+	local out
+	out=$("$repo/scripts/in-root.sh" "$kenv" sh -c 'cd /src && CARGO_TARGET_DIR=/src/target/buildroot cargo clippy --locked --workspace --all-targets -- -D warnings 2>&1') ||
+		{ grep -E '^(warning|error)|-->' <<<"$out" | head -40; return 1; }
 }
 # Secure Boot: tcplog.ko signed (scripts/sign.sh: the kernel's sign-file) with a throwaway key
 # made here carries a signature that modinfo attributes to that key and that openssl verifies,

@@ -2,6 +2,7 @@
 //! clears a terminal, a newline forges a line, 0xff 0xfe are not UTF-8), makes one connection,
 //! and `tcplog dump` shows it safely in every format, with its exact bytes recoverable.
 
+use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -115,7 +116,7 @@ fn hostile_name() -> TestResult {
         "no connect event of pid {pid}: {recs:?}"
     );
     let hex: String = NAME.iter().fold(String::new(), |mut o, b| {
-        o.push_str(&format!("{b:02x}"));
+        let _ = write!(o, "{b:02x}");
         o
     });
     let lossy = String::from_utf8_lossy(NAME);

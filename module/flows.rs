@@ -359,6 +359,15 @@ mod tests {
         }
     }
 
+    /// A reset of `bytes` that `sender` sends.
+    fn reset(bytes: u64, sender: usize) -> FlowPacket {
+        FlowPacket {
+            rst: true,
+            sender,
+            ..pkt(false, bytes, false, 0)
+        }
+    }
+
     fn flows(max: usize) -> Result<Pin<KBox<Flows>>> {
         KBox::pin_init(Flows::new(max, HashKeys::new())?, GFP_KERNEL)
     }
@@ -378,18 +387,10 @@ mod tests {
             ..pkt(true, 52, false, 0)
         };
         f.count(&key(1), &fin);
-        let rst = FlowPacket {
-            rst: true,
-            ..pkt(false, 52, false, 0)
-        };
-        f.count(&key(1), &rst);
+        f.count(&key(1), &reset(52, OWNER));
         // What crosses the reset: the peer's segment in flight, the kernel's answer to it.
         f.count(&key(1), &pkt(true, 52, false, 0));
-        let reply = FlowPacket {
-            sender: CONTROL,
-            ..rst
-        };
-        f.count(&key(1), &reply);
+        f.count(&key(1), &reset(52, CONTROL));
         let c = f.take(&key(1), OWNER).ok_or(EINVAL)?;
         assert_eq!(
             (c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out),
@@ -409,18 +410,9 @@ mod tests {
         f.confirm(&key(4), OWNER);
         f.close(&key(4), OWNER);
         f.count(&key(4), &pkt(true, 52, false, 0));
-        let reply = FlowPacket {
-            rst: true,
-            sender: CONTROL,
-            ..pkt(false, 40, false, 0)
-        };
-        f.count(&key(4), &reply);
-        let own = FlowPacket {
-            rst: true,
-            ..pkt(false, 52, false, 0)
-        };
-        f.count(&key(4), &own);
-        f.count(&key(4), &reply);
+        f.count(&key(4), &reset(40, CONTROL));
+        f.count(&key(4), &reset(52, OWNER));
+        f.count(&key(4), &reset(40, CONTROL));
         let c = f.take(&key(4), OWNER).ok_or(EINVAL)?;
         assert_eq!(
             (c.pkts_in, c.bytes_in, c.pkts_out, c.bytes_out),

@@ -1743,9 +1743,27 @@ mod tests {
     const C: (IpAddr, u16) = (IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 36800);
     const S: (IpAddr, u16) = (IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 38923);
 
-    /// A flow of (from client, flags, seq, ack, stamped, payload) in capture order.
-    fn flow(pkts: &[(bool, u8, u32, u32, bool, u64)]) -> Flow {
-        let v: Vec<Pkt> = pkts
+    /// A packet: (from client, flags, seq, ack, stamped, payload).
+    type P = (bool, u8, u32, u32, bool, u64);
+
+    /// The handshake every case starts with (packets 0 to 2): ISNs 100 and 500, stamped.
+    const OPEN: [P; 3] = [
+        (true, SYN, 100, 0, true, 0),
+        (false, SYN | ACK, 500, 101, true, 0),
+        (true, ACK, 101, 501, true, 0),
+    ];
+
+    /// Then (packets 3 to 5) 10 bytes from the client, acknowledged, and the client's FIN.
+    const SENT_AND_FIN: [P; 3] = [
+        (true, ACK | 0x08, 101, 501, true, 10),
+        (false, ACK, 501, 111, true, 0),
+        (true, FIN | ACK, 111, 501, true, 0),
+    ];
+
+    /// A flow of the packets of `parts`, in capture order.
+    fn flow(parts: &[&[P]]) -> Flow {
+        let v: Vec<Pkt> = parts
+            .concat()
             .iter()
             .enumerate()
             .map(|(i, &(c, flags, seq, ack, ts_opt, payload))| Pkt {
@@ -1768,15 +1786,13 @@ mod tests {
         // Seen in CI: the server's FIN crossed the client's reset; the reply to it from no
         // socket was delivered before the reset itself.
         let f = flow(&[
-            (true, SYN, 100, 0, true, 0),
-            (false, SYN | ACK, 500, 101, true, 0),
-            (true, ACK, 101, 501, true, 0),
-            (true, ACK | 0x08, 101, 501, true, 10),
-            (false, ACK, 501, 111, true, 0),
-            (true, FIN | ACK, 111, 501, true, 0),
-            (false, FIN | ACK, 501, 112, true, 0),
-            (true, RST, 112, 0, false, 0),
-            (true, RST | ACK, 112, 501, true, 0),
+            &OPEN,
+            &SENT_AND_FIN,
+            &[
+                (false, FIN | ACK, 501, 112, true, 0),
+                (true, RST, 112, 0, false, 0),
+                (true, RST | ACK, 112, 501, true, 0),
+            ],
         ]);
         let e = f.ending();
         assert!(e.stamped);
@@ -1789,17 +1805,15 @@ mod tests {
         // Seen in CI: the client's socket was unhashed before the server's ACK of its FIN and
         // the server's FIN came; both got replies from no socket before the socket's reset.
         let f = flow(&[
-            (true, SYN, 100, 0, true, 0),
-            (false, SYN | ACK, 500, 101, true, 0),
-            (true, ACK, 101, 501, true, 0),
-            (true, ACK | 0x08, 101, 501, true, 10),
-            (false, ACK, 501, 111, true, 0),
-            (true, FIN | ACK, 111, 501, true, 0),
-            (false, ACK, 501, 112, true, 0),
-            (false, FIN | ACK, 501, 112, true, 0),
-            (true, RST, 112, 0, false, 0),
-            (true, RST, 112, 0, false, 0),
-            (true, RST | ACK, 112, 501, true, 0),
+            &OPEN,
+            &SENT_AND_FIN,
+            &[
+                (false, ACK, 501, 112, true, 0),
+                (false, FIN | ACK, 501, 112, true, 0),
+                (true, RST, 112, 0, false, 0),
+                (true, RST, 112, 0, false, 0),
+                (true, RST | ACK, 112, 501, true, 0),
+            ],
         ]);
         let e = f.ending();
         assert_eq!(e.reset, Some(10));
@@ -1810,15 +1824,15 @@ mod tests {
     fn resets_after_the_orderly_close_do_not_end_it() {
         // Seen in CI: a stray ACK after both FINs, answered by the closed server from no socket.
         let f = flow(&[
-            (true, SYN, 100, 0, true, 0),
-            (false, SYN | ACK, 500, 101, true, 0),
-            (true, ACK, 101, 501, true, 0),
-            (true, FIN | ACK, 101, 501, true, 0),
-            (false, FIN | ACK, 501, 102, true, 0),
-            (true, ACK, 102, 502, true, 0),
-            (false, ACK, 502, 102, true, 0),
-            (true, ACK, 102, 502, true, 0),
-            (false, RST, 502, 0, false, 0),
+            &OPEN,
+            &[
+                (true, FIN | ACK, 101, 501, true, 0),
+                (false, FIN | ACK, 501, 102, true, 0),
+                (true, ACK, 102, 502, true, 0),
+                (false, ACK, 502, 102, true, 0),
+                (true, ACK, 102, 502, true, 0),
+                (false, RST, 502, 0, false, 0),
+            ],
         ]);
         assert_eq!(f.orderly_close(), Some(5));
         assert_eq!(f.ending().reset, None);
@@ -1827,11 +1841,11 @@ mod tests {
     #[test]
     fn a_reset_before_any_fin_ends_the_connection_and_what_follows_is_not_the_resetters() {
         let f = flow(&[
-            (true, SYN, 100, 0, true, 0),
-            (false, SYN | ACK, 500, 101, true, 0),
-            (true, ACK, 101, 501, true, 0),
-            (true, RST | ACK, 101, 501, true, 0),
-            (false, FIN | ACK, 501, 101, true, 0),
+            &OPEN,
+            &[
+                (true, RST | ACK, 101, 501, true, 0),
+                (false, FIN | ACK, 501, 101, true, 0),
+            ],
         ]);
         let e = f.ending();
         assert_eq!(e.reset, Some(3));

@@ -444,6 +444,7 @@ impl Flow {
         let mut out: Vec<usize> = (r + 1..self.packets.len())
             .filter(|&i| self.packets[i].src != me)
             .collect();
+        let mut answered: Vec<usize> = Vec::new();
         for (q, reply) in self.packets.iter().enumerate() {
             if reply.src != me || reply.flags & RST == 0 || reply.ts_opt {
                 continue;
@@ -459,9 +460,12 @@ impl Flow {
                     p.flags & ACK != 0 && reply.seq == p.ack
                 }
             };
+            // A segment already left out as captured after the reset can still be the one
+            // answered: only earlier replies use segments up.
             if let Some(a) = (0..q).rev().find(|&i| {
-                self.packets[i].src != me && answers(&self.packets[i]) && !out.contains(&i)
+                self.packets[i].src != me && answers(&self.packets[i]) && !answered.contains(&i)
             }) {
+                answered.push(a);
                 out.push(a);
             }
         }
@@ -1818,6 +1822,26 @@ mod tests {
         let e = f.ending();
         assert_eq!(e.reset, Some(10));
         assert_eq!(f.after_reset(C, &e), vec![6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn a_reply_answers_the_crossing_fin_not_the_ack_before_the_reset() {
+        // Seen in CI: the server acknowledged the client's FIN long before the client's reset;
+        // its FIN crossed the reset and got the reply from no socket. The ACK is the client's:
+        // the FIN, captured after the reset, is the segment the reply answers.
+        let f = flow(&[
+            &OPEN,
+            &SENT_AND_FIN,
+            &[
+                (false, ACK, 501, 112, true, 0),
+                (true, RST | ACK, 112, 501, true, 0),
+                (false, FIN | ACK, 501, 112, true, 0),
+                (true, RST, 112, 0, false, 0),
+            ],
+        ]);
+        let e = f.ending();
+        assert_eq!(e.reset, Some(7));
+        assert_eq!(f.after_reset(C, &e), vec![8, 9]);
     }
 
     #[test]

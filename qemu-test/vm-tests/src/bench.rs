@@ -238,6 +238,23 @@ impl Work {
         }
     }
 
+    /// What one run does, in the unit its CPU time is given per: connections, or MiB.
+    fn amount(self, plan: &Plan) -> f64 {
+        match self {
+            Work::Churn => f64::from(plan.conns),
+            Work::Churn2 => f64::from(plan.conns / 2 * 2),
+            Work::BulkLo | Work::BulkVeth => (plan.bytes >> 20) as f64,
+        }
+    }
+
+    /// The CPU time column's unit, and microseconds per that unit.
+    fn cpu_unit(self) -> (&'static str, f64) {
+        match self {
+            Work::Churn | Work::Churn2 => ("cpu us/conn", 1.0),
+            Work::BulkLo | Work::BulkVeth => ("cpu ms/MiB", 1000.0),
+        }
+    }
+
     /// Connections per second, or MB per second.
     fn run(self, plan: &Plan) -> Result<f64, String> {
         match self {
@@ -764,10 +781,36 @@ fn tcplife_counts(p: &Proc) -> (u64, u64) {
     (lines, lost)
 }
 
+/// CPU time spent by every CPU, not idle (user, system, interrupts, steal), in microseconds,
+/// from `/proc/stat` (USER_HZ ticks). A connection churn is latency-bound (one thread waits on
+/// the other side, and the CPUs idle between), so its rate says little about what each
+/// connection costs; the CPU time it took does: every producer's and every reader's.
+fn busy_us() -> Result<f64, String> {
+    let text = std::fs::read_to_string("/proc/stat").map_err(|e| e.to_string())?;
+    let ticks: Vec<u64> = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .ok_or("/proc/stat has no cpu line")?
+        .split_whitespace()
+        .map(|t| t.parse().map_err(|_| format!("/proc/stat: '{t}'")))
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is in user already).
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum();
+    // SAFETY: `sysconf` has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Ok(busy as f64 * 1e6 / hz.max(1) as f64)
+}
+
 /// One measurement.
 #[derive(Clone, Copy, Debug, Default)]
 struct Sample {
     rate: f64,
+    /// CPU time per unit of work (see [`Work::cpu_unit`]).
+    cpu: f64,
     /// Records per second: produced by the module, or written by a peer.
     records_per_s: Option<f64>,
     lost: Option<u64>,
@@ -784,9 +827,11 @@ fn measure(plan: &Plan, w: Work, c: Cfg, kept: Option<&Proc>) -> Result<Sample, 
     };
     let before = produced()?;
     let life_before = kept.map(tcplife_counts);
+    let busy_before = busy_us()?;
     let t = Instant::now();
     let rate = w.run(plan)?;
     let secs = t.elapsed().as_secs_f64();
+    let cpu = (busy_us()? - busy_before) / w.cpu_unit().1 / w.amount(plan);
     let after = produced()?;
     let (records, lost) = stop_readers(c, readers)?;
     let (records, lost) = match (c, kept) {
@@ -806,6 +851,7 @@ fn measure(plan: &Plan, w: Work, c: Cfg, kept: Option<&Proc>) -> Result<Sample, 
     };
     Ok(Sample {
         rate,
+        cpu,
         records_per_s: records.map(|r| r as f64 / secs),
         lost,
     })
@@ -883,6 +929,8 @@ fn compare(plan: &Plan, works: &[Work]) -> Result<String, String> {
     }
     out.push_str(
         "\nratio: the median over the median of the module not loaded.\n\
+         cpu: CPU time of both CPUs, not idle (producers, readers, peers, softirqs), per\n\
+         \x20 connection or MiB (/proc/stat, 10 ms ticks); cost: its median over the baseline's.\n\
          records/s (median): tcplog rows, records the module produced; tcpdump, packets written;\n\
          \x20 bpftrace, lines tcplife printed; conntrack, events conntrack -E printed.\n\
          lost (all rounds): tcplog, records its reader lost (LOST records); tcpdump, packets\n\
@@ -931,26 +979,38 @@ fn num(x: f64) -> String {
 
 fn table(plan: &Plan, w: Work, samples: &BTreeMap<(Work, Cfg), Vec<Sample>>) -> String {
     let mut out = format!("\n{}; median of {} rounds\n", w.title(plan), plan.rounds);
+    let (cpu_unit, _) = w.cpu_unit();
     out.push_str(&format!(
-        "{:<32} {:>10} {:>15} {:>6} {:>10} {:>6}\n",
+        "{:<32} {:>8} {:>13} {:>5} {:>11} {:>11} {:>5} {:>9} {:>5}\n",
         "configuration",
         w.unit(),
         "min-max",
         "ratio",
+        cpu_unit,
+        "min-max",
+        "cost",
         "records/s",
         "lost"
     ));
-    let base = samples
-        .get(&(w, Cfg::Unloaded))
-        .map(|s| median(&s.iter().map(|s| s.rate).collect::<Vec<_>>()));
+    let base_of = |f: fn(&Sample) -> f64| {
+        samples
+            .get(&(w, Cfg::Unloaded))
+            .map(|s| median(&s.iter().map(f).collect::<Vec<_>>()))
+    };
+    let (base, base_cpu) = (base_of(|s| s.rate), base_of(|s| s.cpu));
     for c in Cfg::ALL {
         let Some(s) = samples.get(&(w, c)) else {
             continue;
         };
-        let rates: Vec<f64> = s.iter().map(|s| s.rate).collect();
-        let m = median(&rates);
-        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = rates.iter().copied().fold(0.0, f64::max);
+        let spread = |f: fn(&Sample) -> f64| {
+            let v: Vec<f64> = s.iter().map(f).collect();
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(0.0, f64::max);
+            (median(&v), format!("{}-{}", num(lo), num(hi)))
+        };
+        let (m, range) = spread(|s| s.rate);
+        let (cpu, cpu_range) = spread(|s| s.cpu);
+        let ratio = |b: Option<f64>, x: f64| b.map_or("-".to_owned(), |b| format!("{:.2}", x / b));
         let rps: Vec<f64> = s.iter().filter_map(|s| s.records_per_s).collect();
         let rps = if rps.is_empty() {
             "-".to_owned()
@@ -963,11 +1023,14 @@ fn table(plan: &Plan, w: Work, samples: &BTreeMap<(Work, Cfg), Vec<Sample>>) -> 
             .try_fold(0u64, |a, l| l.map(|l| a + l))
             .map_or("-".to_owned(), |l| l.to_string());
         out.push_str(&format!(
-            "{:<32} {:>10} {:>15} {:>6} {:>10} {:>6}\n",
+            "{:<32} {:>8} {:>13} {:>5} {:>11} {:>11} {:>5} {:>9} {:>5}\n",
             c.name(),
             num(m),
-            format!("{}-{}", num(lo), num(hi)),
-            base.map_or("-".to_owned(), |b| format!("{:.2}", m / b)),
+            range,
+            ratio(base, m),
+            num(cpu),
+            cpu_range,
+            ratio(base_cpu, cpu),
             rps,
             lost
         ));

@@ -473,6 +473,20 @@ impl Flow {
         out.dedup();
         out
     }
+
+    /// What is not the connection's of side `me` that a reset ended: the peer's packets after
+    /// the first of its resets (its socket's own, or the reply from no socket to a segment of
+    /// `me` that crossed it). Whichever came first closed `me`'s socket, and a closed socket's
+    /// connection takes nothing inbound.
+    fn after_received_reset(&self, me: (IpAddr, u16)) -> Vec<usize> {
+        let peer = |i: &usize| self.packets[*i].src != me;
+        let Some(r) =
+            (0..self.packets.len()).find(|i| peer(i) && self.packets[*i].flags & RST != 0)
+        else {
+            return Vec::new();
+        };
+        (r + 1..self.packets.len()).filter(peer).collect()
+    }
 }
 
 /// The capture's connections, by (client, server).
@@ -591,6 +605,8 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
     let ending = f.ending();
     if s.close == abi::close::RST_SENT {
         left_out.extend(f.after_reset(me, &ending));
+    } else if s.close == abi::close::RST_RECEIVED {
+        left_out.extend(f.after_received_reset(me));
     }
     let (mut pkts, mut ip_bytes) = ([0u64; 2], [0u64; 2]);
     for (i, p) in f.packets.iter().enumerate() {
@@ -626,6 +642,8 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
                     ""
                 } else if s.close == abi::close::RST_SENT {
                     " (without what came after this side's reset)"
+                } else if s.close == abi::close::RST_RECEIVED {
+                    " (without what the peer sent after its first reset)"
                 } else {
                     " (without the peer's FIN and the last ACK: fin_wait2)"
                 }
@@ -1842,6 +1860,39 @@ mod tests {
         let e = f.ending();
         assert_eq!(e.reset, Some(7));
         assert_eq!(f.after_reset(C, &e), vec![8, 9]);
+    }
+
+    #[test]
+    fn the_reset_side_takes_nothing_after_the_first_reset_it_got() {
+        // Seen on the debug lane: the server's ACK of the client's FIN crossed the client's
+        // reset and was answered from no socket; that reply reached the server's socket after
+        // the reset had closed it.
+        let f = flow(&[
+            &OPEN,
+            &SENT_AND_FIN,
+            &[
+                (true, RST | ACK, 112, 501, true, 0),
+                (false, ACK, 501, 112, true, 0),
+                (true, RST, 112, 0, false, 0),
+            ],
+        ]);
+        let e = f.ending();
+        assert_eq!(e.reset, Some(6));
+        assert_eq!(f.after_reset(C, &e), vec![7, 8]);
+        assert_eq!(f.after_received_reset(S), vec![8]);
+        // The other order: the reply arrives first and closes the server; the socket's own
+        // reset comes to no socket.
+        let f = flow(&[
+            &OPEN,
+            &SENT_AND_FIN,
+            &[
+                (false, ACK, 501, 112, true, 0),
+                (true, RST, 112, 0, false, 0),
+                (true, RST | ACK, 112, 501, true, 0),
+            ],
+        ]);
+        assert_eq!(f.after_received_reset(S), vec![8]);
+        assert_eq!(f.after_received_reset(C), Vec::<usize>::new());
     }
 
     #[test]

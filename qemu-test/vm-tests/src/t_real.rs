@@ -474,18 +474,19 @@ impl Flow {
         out
     }
 
-    /// What is not the connection's of side `me` that a reset ended: the peer's packets after
-    /// the first of its resets (its socket's own, or the reply from no socket to a segment of
-    /// `me` that crossed it). Whichever came first closed `me`'s socket, and a closed socket's
-    /// connection takes nothing inbound.
+    /// The peer's resets after the first of them, of side `me` that a reset ended: each may
+    /// or may not be the connection's. The first (the peer socket's own reset, or the reply from
+    /// no socket to a segment of `me` that crossed it) closed `me`'s socket, and a closed
+    /// socket's connection takes nothing inbound; but a reset that came close behind it may
+    /// have passed the hooks (netfilter's LOCAL_IN, before TCP) while the socket was still
+    /// open, its first reset waiting in the socket's backlog. The peer sends nothing else then:
+    /// its socket is gone.
     fn after_received_reset(&self, me: (IpAddr, u16)) -> Vec<usize> {
-        let peer = |i: &usize| self.packets[*i].src != me;
-        let Some(r) =
-            (0..self.packets.len()).find(|i| peer(i) && self.packets[*i].flags & RST != 0)
-        else {
+        let peer_rst = |i: &usize| self.packets[*i].src != me && self.packets[*i].flags & RST != 0;
+        let Some(r) = (0..self.packets.len()).find(peer_rst) else {
             return Vec::new();
         };
-        (r + 1..self.packets.len()).filter(peer).collect()
+        (r + 1..self.packets.len()).filter(peer_rst).collect()
     }
 }
 
@@ -605,9 +606,15 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
     let ending = f.ending();
     if s.close == abi::close::RST_SENT {
         left_out.extend(f.after_reset(me, &ending));
-    } else if s.close == abi::close::RST_RECEIVED {
-        left_out.extend(f.after_received_reset(me));
     }
+    // Each of these may be counted or not (see `Flow::after_received_reset`); the counts must
+    // be those of one choice, exactly.
+    let either = if s.close == abi::close::RST_RECEIVED {
+        f.after_received_reset(me)
+    } else {
+        Vec::new()
+    };
+    left_out.extend(&either);
     let (mut pkts, mut ip_bytes) = ([0u64; 2], [0u64; 2]);
     for (i, p) in f.packets.iter().enumerate() {
         if !left_out.contains(&i) {
@@ -615,6 +622,21 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
             pkts[dir] += 1;
             ip_bytes[dir] += p.ip_len;
         }
+    }
+    let counted_in = |choice: usize| {
+        either
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| choice & (1 << k) != 0)
+            .fold((pkts[inn], ip_bytes[inn]), |(n, b), (_, &i)| {
+                (n + 1, b + f.packets[i].ip_len)
+            })
+    };
+    if let Some((n, b)) = (0..1usize << either.len().min(6))
+        .map(counted_in)
+        .find(|&c| c == (s.pkts_in, s.ip_bytes_in))
+    {
+        (pkts[inn], ip_bytes[inn]) = (n, b);
     }
     let every = [f.pkts[out], f.pkts[inn], f.ip_bytes[out], f.ip_bytes[inn]];
     if s.flags & abi::SUMF_FIN_WAIT2 != 0
@@ -643,7 +665,7 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
                 } else if s.close == abi::close::RST_SENT {
                     " (without what came after this side's reset)"
                 } else if s.close == abi::close::RST_RECEIVED {
-                    " (without what the peer sent after its first reset)"
+                    " (with none of the peer's resets after its first, or any of them)"
                 } else {
                     " (without the peer's FIN and the last ACK: fin_wait2)"
                 }
@@ -1893,6 +1915,52 @@ mod tests {
         ]);
         assert_eq!(f.after_received_reset(S), vec![8]);
         assert_eq!(f.after_received_reset(C), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_reset_close_behind_the_first_may_be_counted_or_not_but_exactly() {
+        // Seen on the stock lane: the client's reset crossed the server's FIN, whose reply from
+        // no socket came right behind it; the server counted both.
+        let f = flow(&[
+            &OPEN,
+            &SENT_AND_FIN,
+            &[
+                (false, ACK, 501, 112, true, 0),
+                (false, FIN | ACK, 501, 112, true, 0),
+                (true, RST | ACK, 112, 502, true, 0),
+                (true, RST, 112, 0, false, 0),
+            ],
+        ]);
+        assert_eq!(f.after_received_reset(S), vec![9]);
+        let server = |pkts_in: u64, ip_bytes_in: u64| SummaryBody {
+            flags: abi::SUMF_IP_COUNTERS,
+            close: abi::close::RST_RECEIVED,
+            bytes_received: 10,
+            pkts_out: 4,
+            ip_bytes_out: 4 * 52,
+            pkts_in,
+            ip_bytes_in,
+            ..SummaryBody::default()
+        };
+        // Before the reply the client sent 5 packets: its data (62 bytes), 4 of 52 bytes with
+        // its reset among them. The reply (52) is counted or not; nothing else is allowed.
+        let before = 4 * 52 + 62;
+        assert_eq!(
+            compare(&f, "server", 0, &server(5, before), false),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            compare(&f, "server", 0, &server(6, before + 52), false),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            compare(&f, "server", 0, &server(4, before - 52), false).len(),
+            3
+        );
+        assert_eq!(
+            compare(&f, "server", 0, &server(6, before + 40), false).len(),
+            3
+        );
     }
 
     #[test]

@@ -366,6 +366,14 @@ struct Flow {
     packets: Vec<Pkt>,
 }
 
+/// What of a connection's last packets a side's counters leave out, and what they may count
+/// or not (each packet of `either` independently: which came first is a race between CPUs).
+#[derive(Debug, Default, PartialEq)]
+struct Tail {
+    left_out: Vec<usize>,
+    either: Vec<usize>,
+}
+
 /// How a captured connection ended.
 struct Ending {
     /// Both SYNs carried timestamps, so a socket's segments all do (`Pkt::ts_opt`).
@@ -422,26 +430,32 @@ impl Flow {
         Ending { stamped, reset }
     }
 
-    /// What is not the connection's of side `me` that reset it. Its socket's packets end with
-    /// its reset (TCP unhashes the socket just before sending it); the peer's segments that
-    /// crossed it found no socket, and `me` answered them from its control socket, unstamped.
-    /// Where the reset is the socket's own (stamped), those replies, the segments they answer,
-    /// and the peer's segments captured after the reset are left out: the capture orders the
-    /// two directions by delivery, so a reply can come before the reset it follows. Otherwise
-    /// (no timestamps) everything captured after this side's first reset is.
-    fn after_reset(&self, me: (IpAddr, u16), e: &Ending) -> Vec<usize> {
+    /// What is not the connection's of side `me` that reset it, and what may or may not be.
+    ///
+    /// Its socket's packets end with its reset: TCP moves the socket to CLOSE (where the hooks
+    /// stop counting what comes in) and unhashes it just before sending the reset. Where the
+    /// reset is the socket's own (stamped), left out are: the peer's segments captured after it
+    /// (the capture takes a packet as it is sent, so these reached `me` after the CLOSE), and
+    /// `me`'s unstamped resets, the replies from no socket to the peer's segments that crossed
+    /// the close. A segment so answered found no socket, but it may have passed LOCAL_IN just
+    /// before the CLOSE, on another CPU: if captured before the reset, it may be counted or not.
+    /// Otherwise (no timestamps) everything captured after this side's first reset is left out.
+    fn after_reset(&self, me: (IpAddr, u16), e: &Ending) -> Tail {
         let own = e.reset.filter(|&i| self.packets[i].src == me).or_else(|| {
             self.packets
                 .iter()
                 .position(|p| p.src == me && p.flags & RST != 0)
         });
         let Some(r) = own else {
-            return Vec::new();
+            return Tail::default();
         };
         if !(e.stamped && self.packets[r].ts_opt) {
-            return (r + 1..self.packets.len()).collect();
+            return Tail {
+                left_out: (r + 1..self.packets.len()).collect(),
+                either: Vec::new(),
+            };
         }
-        let mut out: Vec<usize> = (r + 1..self.packets.len())
+        let mut left_out: Vec<usize> = (r + 1..self.packets.len())
             .filter(|&i| self.packets[i].src != me)
             .collect();
         let mut answered: Vec<usize> = Vec::new();
@@ -449,7 +463,7 @@ impl Flow {
             if reply.src != me || reply.flags & RST == 0 || reply.ts_opt {
                 continue;
             }
-            out.push(q);
+            left_out.push(q);
             // RFC 793's reply: to a segment with ACK, a RST whose sequence is that
             // acknowledgement; to one without, a RST|ACK acknowledging the segment. Each
             // answers one segment, the latest not yet answered: the socket took the earlier.
@@ -460,18 +474,20 @@ impl Flow {
                     p.flags & ACK != 0 && reply.seq == p.ack
                 }
             };
-            // A segment already left out as captured after the reset can still be the one
-            // answered: only earlier replies use segments up.
             if let Some(a) = (0..q).rev().find(|&i| {
                 self.packets[i].src != me && answers(&self.packets[i]) && !answered.contains(&i)
             }) {
                 answered.push(a);
-                out.push(a);
             }
         }
-        out.sort_unstable();
-        out.dedup();
-        out
+        left_out.sort_unstable();
+        left_out.dedup();
+        answered.retain(|a| !left_out.contains(a));
+        answered.sort_unstable();
+        Tail {
+            left_out,
+            either: answered,
+        }
     }
 
     /// The peer's resets after the first of them, of side `me` that a reset ended: each may
@@ -604,16 +620,16 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
     // A connection this side reset ends with that reset, as README says: what crosses it (the
     // peer's FIN, and the resets the kernel answers with from no socket) is not the connection's.
     let ending = f.ending();
+    // Each packet of `either` may be counted or not (see `Flow::after_reset` and
+    // `Flow::after_received_reset`); the counts must be those of one choice, exactly.
+    let mut either = Vec::new();
     if s.close == abi::close::RST_SENT {
-        left_out.extend(f.after_reset(me, &ending));
+        let tail = f.after_reset(me, &ending);
+        left_out.extend(tail.left_out);
+        either = tail.either;
+    } else if s.close == abi::close::RST_RECEIVED {
+        either = f.after_received_reset(me);
     }
-    // Each of these may be counted or not (see `Flow::after_received_reset`); the counts must
-    // be those of one choice, exactly.
-    let either = if s.close == abi::close::RST_RECEIVED {
-        f.after_received_reset(me)
-    } else {
-        Vec::new()
-    };
     left_out.extend(&either);
     let (mut pkts, mut ip_bytes) = ([0u64; 2], [0u64; 2]);
     for (i, p) in f.packets.iter().enumerate() {
@@ -1841,7 +1857,13 @@ mod tests {
         let e = f.ending();
         assert!(e.stamped);
         assert_eq!(e.reset, Some(8));
-        assert_eq!(f.after_reset(C, &e), vec![6, 7]);
+        assert_eq!(
+            f.after_reset(C, &e),
+            Tail {
+                left_out: vec![7],
+                either: vec![6]
+            }
+        );
     }
 
     #[test]
@@ -1861,7 +1883,13 @@ mod tests {
         ]);
         let e = f.ending();
         assert_eq!(e.reset, Some(10));
-        assert_eq!(f.after_reset(C, &e), vec![6, 7, 8, 9]);
+        assert_eq!(
+            f.after_reset(C, &e),
+            Tail {
+                left_out: vec![8, 9],
+                either: vec![6, 7]
+            }
+        );
     }
 
     #[test]
@@ -1881,7 +1909,13 @@ mod tests {
         ]);
         let e = f.ending();
         assert_eq!(e.reset, Some(7));
-        assert_eq!(f.after_reset(C, &e), vec![8, 9]);
+        assert_eq!(
+            f.after_reset(C, &e),
+            Tail {
+                left_out: vec![8, 9],
+                either: vec![]
+            }
+        );
     }
 
     #[test]
@@ -1900,7 +1934,13 @@ mod tests {
         ]);
         let e = f.ending();
         assert_eq!(e.reset, Some(6));
-        assert_eq!(f.after_reset(C, &e), vec![7, 8]);
+        assert_eq!(
+            f.after_reset(C, &e),
+            Tail {
+                left_out: vec![7, 8],
+                either: vec![]
+            }
+        );
         assert_eq!(f.after_received_reset(S), vec![8]);
         // The other order: the reply arrives first and closes the server; the socket's own
         // reset comes to no socket.
@@ -1964,6 +2004,49 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_answered_from_no_socket_may_have_been_counted() {
+        // Seen on the stock lane: the server's FIN passed the client's LOCAL_IN just before
+        // its socket reached CLOSE, then found it unhashed and got a reply from no socket; the
+        // client counted it.
+        let f = flow(&[
+            &OPEN,
+            &SENT_AND_FIN,
+            &[
+                (false, FIN | ACK, 501, 112, true, 0),
+                (true, RST | ACK, 112, 502, true, 0),
+                (true, RST, 112, 0, false, 0),
+            ],
+        ]);
+        let e = f.ending();
+        assert_eq!(e.reset, Some(7));
+        assert_eq!(
+            f.after_reset(C, &e),
+            Tail {
+                left_out: vec![8],
+                either: vec![6]
+            }
+        );
+        let client = |pkts_in: u64, ip_bytes_in: u64| SummaryBody {
+            flags: abi::SUMF_IP_COUNTERS,
+            close: abi::close::RST_SENT,
+            bytes_sent: 10,
+            pkts_out: 5,
+            ip_bytes_out: 4 * 52 + 62,
+            pkts_in,
+            ip_bytes_in,
+            ..SummaryBody::default()
+        };
+        // The server's SYN-ACK and ACK; its FIN (52) may be counted.
+        for (n, b) in [(2, 104), (3, 156)] {
+            assert_eq!(
+                compare(&f, "client", 0, &client(n, b), true),
+                Vec::<String>::new()
+            );
+        }
+        assert_eq!(compare(&f, "client", 0, &client(4, 208), true).len(), 3);
+    }
+
+    #[test]
     fn resets_after_the_orderly_close_do_not_end_it() {
         // Seen in CI: a stray ACK after both FINs, answered by the closed server from no socket.
         let f = flow(&[
@@ -1992,8 +2075,14 @@ mod tests {
         ]);
         let e = f.ending();
         assert_eq!(e.reset, Some(3));
-        assert_eq!(f.after_reset(C, &e), vec![4]);
-        assert_eq!(f.after_reset(S, &e), Vec::<usize>::new());
+        assert_eq!(
+            f.after_reset(C, &e),
+            Tail {
+                left_out: vec![4],
+                either: vec![]
+            }
+        );
+        assert_eq!(f.after_reset(S, &e), Tail::default());
     }
 
     #[test]

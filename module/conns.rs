@@ -133,7 +133,7 @@ impl Conns {
     }
 
     fn hash(&self, key: usize) -> u64 {
-        self.keys.hash(&key.to_ne_bytes())
+        self.keys.hash_word(key as u64)
     }
 
     /// Starts tracking the connection of socket `key`; a full table is counted.

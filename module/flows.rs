@@ -181,8 +181,18 @@ impl Flows {
         }))
     }
 
+    /// An IPv4 key fits in two words, hashed as such (a third of the work of its 42 bytes,
+    /// on every packet); an IPv6 key is hashed whole.
     fn hash(&self, key: &FlowKey) -> u64 {
-        self.keys.hash(&key.bytes())
+        if key.family == abi::AF_INET {
+            let v4 = |a: &[u8; 16]| u64::from(u32::from_ne_bytes([a[0], a[1], a[2], a[3]]));
+            let ends = u64::from(key.netns)
+                | u64::from(key.lport) << 32
+                | u64::from(key.rport) << 48;
+            self.keys.hash_words(ends, v4(&key.laddr) | v4(&key.raddr) << 32)
+        } else {
+            self.keys.hash(&key.bytes())
+        }
     }
 
     /// Counts a TCP packet of flow `key`.

@@ -36,6 +36,18 @@ impl HashKeys {
         unsafe { bindings::__siphash_unaligned(bytes.as_ptr().cast(), bytes.len(), &self.table) }
     }
 
+    /// SipHash of one word with the table key: cheaper than [`HashKeys::hash`] of its bytes.
+    pub(crate) fn hash_word(&self, w: u64) -> u64 {
+        // SAFETY: The key is valid.
+        unsafe { bindings::siphash_1u64(w, &self.table) }
+    }
+
+    /// SipHash of two words with the table key.
+    pub(crate) fn hash_words(&self, a: u64, b: u64) -> u64 {
+        // SAFETY: The key is valid.
+        unsafe { bindings::siphash_2u64(a, b, &self.table) }
+    }
+
     /// The id of the socket at `addr` in records: the same for every record about one socket,
     /// distinct among sockets that exist at once, and no clue to where the kernel keeps it.
     pub(crate) fn sock_id(&self, addr: usize) -> u64 {

@@ -16,7 +16,10 @@
 
 use core::ffi::c_void;
 
-use kernel::prelude::*;
+use kernel::{
+    prelude::*,
+    sync::atomic::{ordering::Acquire, ordering::Release, Atomic},
+};
 
 use crate::abi::{self, SummaryBody};
 use crate::bindings::{self, mptcp_info, sock, socket};
@@ -51,6 +54,9 @@ pub(crate) struct Mptcp {
     /// The MPTCP connection (its `sock_id`) of each subflow socket.
     #[pin]
     parents: SpinLockIrq<Table<usize, u64>>,
+    /// How many links `parents` holds, stored under its lock: every TCP socket's end asks for
+    /// its link, and without MPTCP in use the answer is known without the lock.
+    linked: Atomic<usize>,
     /// Closed MPTCP connections (sockets held) whose summaries the worker writes.
     #[pin]
     closed: SpinLockIrq<KVVec<usize>>,
@@ -64,22 +70,33 @@ impl Mptcp {
         Ok(try_pin_init!(Mptcp {
             fill_info: find_fill_info(),
             parents <- new_spinlock_irq!(parents, "tcplog_mptcp_parents"),
+            linked: Atomic::new(0),
             closed <- new_spinlock_irq!(closed, "tcplog_mptcp_closed"),
             keys,
         }))
     }
 
     fn link(&self, subflow: usize, parent: usize) {
-        let h = self.keys.hash(&subflow.to_ne_bytes());
+        let h = self.keys.hash_word(subflow as u64);
         let id = self.keys.sock_id(parent);
         // A full table leaves the subflow without a parent: its summary says 0.
-        let _ = self.parents.lock().insert(subflow, h, id);
+        let mut t = self.parents.lock();
+        let _ = t.insert(subflow, h, id);
+        self.linked.store(t.len(), Release);
     }
 
     /// The MPTCP connection of subflow socket `subflow`, forgotten (at its end).
     pub(crate) fn take_parent(&self, subflow: usize) -> Option<u64> {
-        let h = self.keys.hash(&subflow.to_ne_bytes());
-        self.parents.lock().remove(&subflow, h)
+        // A link is stored (Release) while its subflow is being made, before the subflow's end
+        // can come: the end's load sees a count that includes it.
+        if self.linked.load(Acquire) == 0 {
+            return None;
+        }
+        let h = self.keys.hash_word(subflow as u64);
+        let mut t = self.parents.lock();
+        let parent = t.remove(&subflow, h);
+        self.linked.store(t.len(), Release);
+        parent
     }
 
     /// An MPTCP connection closed: holds its socket for the worker, which writes its summary.
@@ -169,7 +186,9 @@ impl Mptcp {
 
     /// Forgets the subflow links (logging was disabled).
     pub(crate) fn clear(&self) {
-        self.parents.lock().clear();
+        let mut t = self.parents.lock();
+        t.clear();
+        self.linked.store(0, Release);
     }
 }
 

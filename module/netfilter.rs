@@ -157,6 +157,9 @@ fn observe(log: &Log, pkt: &Skb<'_>, state: &HookState<'_>) {
             count_flow(log, &p, dir, netns, state.sender());
         }
     }
+    if !log.rules.any() {
+        return;
+    }
     let (ifindex, ifname) = state.device(dir == direction::OUT);
     let meta = PacketMeta {
         family: p.family,

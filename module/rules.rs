@@ -87,6 +87,11 @@ impl Rules {
         self.with(|r| r.set.n_rules)
     }
 
+    /// Whether any rule is published: a packet needs no more than its counters without.
+    pub(crate) fn any(&self) -> bool {
+        self.n_rules() != 0
+    }
+
     pub(crate) fn stats(&self) -> RuleStats {
         self.with(|r| RuleStats {
             packets: core::array::from_fn(|i| r.packets[i].load(Relaxed)),

@@ -232,24 +232,31 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
         }
         _ => {}
     }
-    if old == TCP_ESTABLISHED
+    let disconnect = old == TCP_ESTABLISHED
         && (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT || new == TCP_CLOSE)
         && log.wants(op::TCP_DISCONNECT)
-        && !tcp.sock().is_kernel()
-    {
-        let owner = log.conns.update(key, |c| c.owner).flatten();
-        let info = tcp.inet().info(&log.keys);
-        events::emit(
-            log,
-            op::TCP_DISCONNECT,
-            &info,
-            0,
-            0,
-            &Who::process_or(owner),
-        );
-    }
-    if new == TCP_FIN_WAIT1 || new == TCP_LAST_ACK {
-        log.conns.update(key, |c| c.fin_queued = true);
+        && !tcp.sock().is_kernel();
+    let fin_queued = new == TCP_FIN_WAIT1 || new == TCP_LAST_ACK;
+    if disconnect || fin_queued {
+        // One visit to the table for both.
+        let owner = log
+            .conns
+            .update(key, |c| {
+                c.fin_queued |= fin_queued;
+                c.owner
+            })
+            .flatten();
+        if disconnect {
+            let info = tcp.inet().info(&log.keys);
+            events::emit(
+                log,
+                op::TCP_DISCONNECT,
+                &info,
+                0,
+                0,
+                &Who::process_or(owner),
+            );
+        }
     }
     if new == TCP_CLOSE {
         at_close(log, tcp, old);
@@ -347,17 +354,23 @@ fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
 /// socket's error now, if known: an abort (a repaired socket's close) sets it after CLOSE.
 fn finish(log: &Log, key: usize, err: Option<i32>) {
     if let Some(c) = log.conns.take_closed(key) {
-        if let Some(l) = c.limit {
-            log.limits.disconnect(l);
+        end(log, key, c, err);
+    }
+}
+
+/// Ends tracked connection `c` of socket `key`, taken out of the table: uncounts it from its
+/// limit, and writes its summary if it has closed.
+fn end(log: &Log, key: usize, c: Conn, err: Option<i32>) {
+    if let Some(l) = c.limit {
+        log.limits.disconnect(l);
+    }
+    if let Some(mut closed) = c.closed {
+        if closed.err == 0 {
+            closed.err = err.unwrap_or(0);
         }
-        if let Some(mut closed) = c.closed {
-            if closed.err == 0 {
-                closed.err = err.unwrap_or(0);
-            }
-            let mut b = summary::build(Some(&c), &closed);
-            b.parent_id = log.mptcp.take_parent(key).unwrap_or(0);
-            summary::emit(log, b, key);
-        }
+        let mut b = summary::build(Some(&c), &closed);
+        b.parent_id = log.mptcp.take_parent(key).unwrap_or(0);
+        summary::emit(log, b, key);
     }
 }
 
@@ -429,12 +442,9 @@ unsafe extern "C" fn on_destroy(data: *mut c_void, sk: *const sock) {
     let key = sk as usize;
     // SAFETY: The tracepoint's socket is live for the call.
     let err = unsafe { crate::sock::Sock::from_ptr(sk) }.map(|s| s.error());
-    finish(log, key, err);
-    // A tracked socket destroyed without a summary due (it never established) is dropped.
+    // Its summary, if one is due; a socket that never established is just forgotten.
     if let Some(c) = log.conns.remove(key) {
-        if let Some(l) = c.limit {
-            log.limits.disconnect(l);
-        }
+        end(log, key, c, err);
     }
     log.mptcp.take_parent(key);
 }

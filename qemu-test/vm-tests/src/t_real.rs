@@ -490,6 +490,43 @@ impl Flow {
         }
     }
 
+    /// What a summary of side `me` flagged fin_wait2 leaves out: the peer's FIN and `me`'s last
+    /// ACK, which came after the kernel retired the socket in FIN_WAIT2. What the peer sent
+    /// between its ACK of `me`'s FIN and its own FIN (an MPTCP subflow's data ACKs) came before
+    /// or after that moment, which the capture does not show: each may be counted or not.
+    fn after_fin_wait2(&self, me: (IpAddr, u16)) -> Tail {
+        let mut tail = Tail::default();
+        let Some(fin) = (0..self.packets.len())
+            .find(|&i| self.packets[i].src != me && self.packets[i].flags & FIN != 0)
+        else {
+            return tail;
+        };
+        tail.left_out.push(fin);
+        let last_ack = self.packets[fin + 1..]
+            .iter()
+            .position(|p| p.src == me && p.flags & (SYN | FIN | RST) == 0 && p.payload == 0);
+        tail.left_out.extend(last_ack.map(|j| fin + 1 + j));
+        let my_fin = self
+            .packets
+            .iter()
+            .position(|p| p.src == me && p.flags & FIN != 0);
+        let acked = my_fin.and_then(|m| {
+            let want = self.packets[m]
+                .seq
+                .wrapping_add(Self::seq_len(&self.packets[m]));
+            (m + 1..fin).find(|&i| {
+                let p = &self.packets[i];
+                p.src != me && p.flags & ACK != 0 && p.ack == want
+            })
+        });
+        if let Some(a) = acked {
+            tail.either = (a + 1..fin)
+                .filter(|&i| self.packets[i].src != me)
+                .collect();
+        }
+        tail
+    }
+
     /// The peer's resets after the first of them, of side `me` that a reset ended: each may
     /// or may not be the connection's. The first (the peer socket's own reset, or the reply from
     /// no socket to a segment of `me` that crossed it) closed `me`'s socket, and a closed
@@ -603,26 +640,18 @@ fn compare(f: &Flow, side: &str, time_ns: u64, s: &SummaryBody, client: bool) ->
     let me = if client { f.client } else { f.server }.unwrap();
     // A summary flagged fin_wait2 leaves out, as README says, the peer's FIN and this side's
     // last ACK (they come after it); every other summary holds every packet.
-    let mut left_out = Vec::new();
+    // Each packet of `either` may be counted or not (see `Flow::after_fin_wait2`,
+    // `Flow::after_reset` and `Flow::after_received_reset`); the counts must be those of one
+    // choice, exactly.
+    let (mut left_out, mut either) = (Vec::new(), Vec::new());
     if s.flags & abi::SUMF_FIN_WAIT2 != 0 {
-        let peer_fin = f
-            .packets
-            .iter()
-            .position(|p| p.src != me && p.flags & FIN != 0);
-        if let Some(i) = peer_fin {
-            left_out.push(i);
-            let last_ack = f.packets[i + 1..]
-                .iter()
-                .position(|p| p.src == me && p.flags & (SYN | FIN | RST) == 0 && p.payload == 0);
-            left_out.extend(last_ack.map(|j| i + 1 + j));
-        }
+        let tail = f.after_fin_wait2(me);
+        left_out = tail.left_out;
+        either = tail.either;
     }
     // A connection this side reset ends with that reset, as README says: what crosses it (the
     // peer's FIN, and the resets the kernel answers with from no socket) is not the connection's.
     let ending = f.ending();
-    // Each packet of `either` may be counted or not (see `Flow::after_reset` and
-    // `Flow::after_received_reset`); the counts must be those of one choice, exactly.
-    let mut either = Vec::new();
     if s.close == abi::close::RST_SENT {
         let tail = f.after_reset(me, &ending);
         left_out.extend(tail.left_out);
@@ -2044,6 +2073,29 @@ mod tests {
             );
         }
         assert_eq!(compare(&f, "client", 0, &client(4, 208), true).len(), 3);
+    }
+
+    #[test]
+    fn after_fin_wait2_the_peers_acks_before_its_fin_may_be_counted_or_not() {
+        // Seen on the debug lane: an MPTCP subflow retired in FIN_WAIT2; the server's data ACK
+        // that came between its ACK of the client's FIN and its own FIN was not counted.
+        let f = flow(&[
+            &OPEN,
+            &SENT_AND_FIN,
+            &[
+                (false, ACK, 501, 112, true, 0),
+                (false, ACK, 501, 112, true, 0),
+                (false, FIN | ACK, 501, 112, true, 0),
+                (true, ACK, 112, 502, true, 0),
+            ],
+        ]);
+        assert_eq!(
+            f.after_fin_wait2(C),
+            Tail {
+                left_out: vec![8, 9],
+                either: vec![7]
+            }
+        );
     }
 
     #[test]

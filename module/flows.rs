@@ -181,7 +181,7 @@ impl Flows {
         }))
     }
 
-    /// An IPv4 key fits in two words, hashed as such (a third of the work of its 42 bytes,
+    /// An IPv4 key fits in two words, hashed as such (half the rounds of hashing its 42 bytes,
     /// on every packet); an IPv6 key is hashed whole.
     fn hash(&self, key: &FlowKey) -> u64 {
         if key.family == abi::AF_INET {

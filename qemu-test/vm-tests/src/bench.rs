@@ -9,7 +9,8 @@
 //! afresh for each round, so that drift in the emulator's speed (on a host shared with other work)
 //! and what one configuration leaves behind hit them all alike. A row of the table shows the median round, the spread (the lowest
 //! and the highest round), the ratio of the median to the median of the module not loaded, the
-//! records produced per second and the records lost.
+//! CPU time per connection or MiB (both CPUs, not idle) with its spread and ratio, the records
+//! produced per second and the records lost.
 //!
 //! WORDS (`tlvm_filter` on the kernel command line), joined by commas: `quick` for fewer rounds of
 //! smaller workloads, and the sections to run: `ring`, `churn`, `churn2`, `bulk`, `memory` (all

@@ -5,7 +5,7 @@
 //! the printer (text, JSON Lines or CSV) and the pcap writer (`--pcap`).
 
 use std::ffi::OsStr;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,9 +26,14 @@ use crate::select::Selection;
 /// Reads per call: large enough for many records at once.
 const READ_SIZE: usize = 256 * 1024;
 
+/// Lines are gathered and written once per batch of records read ([`Pipeline::feed`] flushes):
+/// standard output is line-buffered, and a write per record cost more CPU than the module
+/// spends producing it.
+type Out<'a> = BufWriter<&'a mut dyn Write>;
+
 enum Printer<'a> {
     Text {
-        out: &'a mut dyn Write,
+        out: Out<'a>,
         /// Whether a header line is wanted, before the first line and whenever the columns
         /// widen.
         header: bool,
@@ -36,7 +41,7 @@ enum Printer<'a> {
         /// Whether the next line needs a header first.
         header_due: bool,
     },
-    Json(&'a mut dyn Write),
+    Json(Out<'a>),
     Csv(Box<csv::Writer<&'a mut dyn Write>>),
     Quiet,
 }
@@ -70,7 +75,7 @@ impl<'a> Pipeline<'a> {
         let printer = match (quiet, format) {
             (true, _) => Printer::Quiet,
             (false, Format::Text) => Printer::Text {
-                out,
+                out: BufWriter::with_capacity(READ_SIZE, out),
                 header: !o.no_header,
                 layout: if o.wide {
                     Layout::wide()
@@ -79,7 +84,7 @@ impl<'a> Pipeline<'a> {
                 },
                 header_due: !o.no_header,
             },
-            (false, Format::Json) => Printer::Json(out),
+            (false, Format::Json) => Printer::Json(BufWriter::with_capacity(READ_SIZE, out)),
             (false, Format::Csv) => {
                 let mut c = csv::WriterBuilder::new()
                     .has_headers(false)
@@ -194,7 +199,7 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    pub fn flush(&mut self) -> Result<()> {
         match &mut self.printer {
             Printer::Text { out, .. } | Printer::Json(out) => out.flush().map_err(write_err),
             Printer::Csv(c) => c.flush().map_err(write_err),
@@ -308,6 +313,8 @@ pub fn read(files: &[PathBuf], o: &OutputArgs, out: &mut dyn Write) -> Result<()
     for f in files {
         let (_, records, damage) = logfile::read(f)?;
         p.records(&records)?;
+        // What a file held comes before what is said of its damage.
+        p.flush()?;
         for line in damage.describe(f) {
             eprintln!("tcplog: {line}");
         }

@@ -1850,6 +1850,22 @@ mod tests {
     ];
 
     /// A flow of the packets of `parts`, in capture order.
+    /// A summary that closed so, with IP counters: data bytes (sent, received), then (packets,
+    /// IP bytes) out and in.
+    fn with_counters(close: u8, data: (u64, u64), out: (u64, u64), inn: (u64, u64)) -> SummaryBody {
+        SummaryBody {
+            flags: abi::SUMF_IP_COUNTERS,
+            close,
+            bytes_sent: data.0,
+            bytes_received: data.1,
+            pkts_out: out.0,
+            ip_bytes_out: out.1,
+            pkts_in: inn.0,
+            ip_bytes_in: inn.1,
+            ..SummaryBody::default()
+        }
+    }
+
     fn flow(parts: &[&[P]]) -> Flow {
         let v: Vec<Pkt> = parts
             .concat()
@@ -2001,15 +2017,13 @@ mod tests {
             ],
         ]);
         assert_eq!(f.after_received_reset(S), vec![9]);
-        let server = |pkts_in: u64, ip_bytes_in: u64| SummaryBody {
-            flags: abi::SUMF_IP_COUNTERS,
-            close: abi::close::RST_RECEIVED,
-            bytes_received: 10,
-            pkts_out: 4,
-            ip_bytes_out: 4 * 52,
-            pkts_in,
-            ip_bytes_in,
-            ..SummaryBody::default()
+        let server = |pkts_in, ip_bytes_in| {
+            with_counters(
+                abi::close::RST_RECEIVED,
+                (0, 10),
+                (4, 4 * 52),
+                (pkts_in, ip_bytes_in),
+            )
         };
         // Before the reply the client sent 5 packets: its data (62 bytes), 4 of 52 bytes with
         // its reset among them. The reply (52) is counted or not; nothing else is allowed.
@@ -2055,15 +2069,13 @@ mod tests {
                 either: vec![6]
             }
         );
-        let client = |pkts_in: u64, ip_bytes_in: u64| SummaryBody {
-            flags: abi::SUMF_IP_COUNTERS,
-            close: abi::close::RST_SENT,
-            bytes_sent: 10,
-            pkts_out: 5,
-            ip_bytes_out: 4 * 52 + 62,
-            pkts_in,
-            ip_bytes_in,
-            ..SummaryBody::default()
+        let client = |pkts_in, ip_bytes_in| {
+            with_counters(
+                abi::close::RST_SENT,
+                (10, 0),
+                (5, 4 * 52 + 62),
+                (pkts_in, ip_bytes_in),
+            )
         };
         // The server's SYN-ACK and ACK; its FIN (52) may be counted.
         for (n, b) in [(2, 104), (3, 156)] {

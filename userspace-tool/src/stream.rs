@@ -17,8 +17,7 @@ use crate::device::{Access, Device};
 use crate::error::{Error, Result};
 use crate::escape;
 use crate::logfile::{self, LogWriter};
-use crate::output::json::to_line;
-use crate::output::{to_csv_row, to_json, Context, Format, Layout, CSV_COLUMNS};
+use crate::output::{json, to_csv_row, Context, Format, Layout, CSV_COLUMNS};
 use crate::pcap_out::PcapOut;
 use crate::record::{Body, Decoder, Item, Record};
 use crate::select::Selection;
@@ -185,9 +184,7 @@ impl<'a> Pipeline<'a> {
                 }
                 writeln!(out, "{}", layout.line(r, &ctx)).map_err(write_err)?;
             }
-            Printer::Json(out) => {
-                writeln!(out, "{}", to_line(&to_json(r, &ctx))).map_err(write_err)?
-            }
+            Printer::Json(out) => json::write_line(out, r, &ctx).map_err(write_err)?,
             Printer::Csv(c) => c
                 .write_record(to_csv_row(r, &ctx))
                 .map_err(|e| write_err(e.into()))?,

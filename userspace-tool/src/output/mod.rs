@@ -14,7 +14,6 @@ pub mod json;
 pub mod text;
 
 pub use self::csv::{to_csv_row, CSV_COLUMNS};
-pub use self::json::to_json;
 pub use self::text::Layout;
 
 /// What the formats show beyond the record itself.
@@ -76,7 +75,12 @@ pub enum Format {
 
 /// RFC 3339 time with nanoseconds, in UTC.
 pub fn rfc3339(time_ns: u64) -> String {
-    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(time_ns)).to_string()
+    rfc3339_shown(time_ns).to_string()
+}
+
+/// [`rfc3339`] before it is made a string.
+pub fn rfc3339_shown(time_ns: u64) -> impl std::fmt::Display {
+    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(time_ns))
 }
 
 /// The packet's addresses and ports, read from its saved headers.
@@ -136,20 +140,9 @@ pub fn packet_view<'a>(p: &PacketBody, d: &'a [u8]) -> PacketView<'a> {
 /// subtree) names it, so these can be any bytes: every format shows them through
 /// [`crate::escape`].
 pub fn outside_names<'r>(r: &'r Record, ctx: &Context<'r>) -> Vec<(&'static str, Vec<u8>)> {
-    fn comm(c: &[u8; 16]) -> (&'static str, Vec<u8>) {
-        ("comm", until_nul(c).to_vec())
-    }
     let mut v = Vec::new();
-    match &r.body {
-        Body::Event(e) if e.flags & abi::EVF_NO_PROCESS == 0 => v.push(comm(&e.comm)),
-        Body::Config(c) => v.push(comm(&c.comm)),
-        Body::Mark(k) => v.push(comm(&k.comm)),
-        Body::Packet(p, _) => v.push(("ifname", until_nul(&p.ifname).to_vec())),
-        _ => {
-            if let Some(s) = summary_of(r).filter(|s| s.flags & abi::SUMF_OWNER_UNKNOWN == 0) {
-                v.push(comm(&s.comm));
-            }
-        }
+    if let Some((key, bytes)) = own_name(r) {
+        v.push((key, bytes.to_vec()));
     }
     if let Some(o) = owner(r, ctx) {
         if let Some(p) = o.path {
@@ -160,6 +153,24 @@ pub fn outside_names<'r>(r: &'r Record, ctx: &Context<'r>) -> Vec<(&'static str,
         }
     }
     v
+}
+
+/// The name the record itself carries from outside, if any: a process's `comm` (where the
+/// record knows its process) or a packet's `ifname`.
+pub fn own_name(r: &Record) -> Option<(&'static str, &[u8])> {
+    fn comm(c: &[u8; 16]) -> (&'static str, &[u8]) {
+        ("comm", until_nul(c))
+    }
+    match &r.body {
+        Body::Event(e) if e.flags & abi::EVF_NO_PROCESS == 0 => Some(comm(&e.comm)),
+        Body::Event(_) => None,
+        Body::Config(c) => Some(comm(&c.comm)),
+        Body::Mark(k) => Some(comm(&k.comm)),
+        Body::Packet(p, _) => Some(("ifname", until_nul(&p.ifname))),
+        _ => summary_of(r)
+            .filter(|s| s.flags & abi::SUMF_OWNER_UNKNOWN == 0)
+            .map(|s| comm(&s.comm)),
+    }
 }
 
 pub(crate) fn direction_name(d: u8) -> &'static str {
@@ -488,11 +499,19 @@ pub(crate) mod tests {
         as_text_with(records, Layout::compact(), &Context::default())
     }
 
+    /// The lines `follow --json` writes; the same as the `Value`s that CSV and `conns` build.
     fn as_json_with(records: &[Record], ctx: &Context<'_>) -> String {
-        records
+        let mut out = Vec::new();
+        for r in records {
+            json::write_line(&mut out, r, ctx).unwrap();
+        }
+        let out = String::from_utf8(out).unwrap();
+        let via_value: String = records
             .iter()
-            .map(|r| json::to_line(&to_json(r, ctx)) + "\n")
-            .collect()
+            .map(|r| json::to_line(&json::to_json(r, ctx)) + "\n")
+            .collect();
+        assert_eq!(out, via_value);
+        out
     }
 
     fn as_json(records: &[Record]) -> String {

@@ -160,6 +160,12 @@ apt_install() {
 		{ tail -20 "$CACHE/$ROOT_NAME-apt.log" >&2; die "installing $* in $ROOT failed (log: $CACHE/$ROOT_NAME-apt.log)"; }
 }
 : >"$CACHE/$ROOT_NAME-apt.log"
+# qemu-test/image/peers.sh (benchmarks, profile) takes perf from backports, and with it
+# backports' elfutils: libelf-dev must then come from there too (apt would not downgrade the
+# library to match Debian 13's libelf-dev, and the list would not install).
+if [ "$SUITE" = trixie ] && in_root dpkg-query -W -f '${Version}' libelf1t64 2>/dev/null | grep -q '~bpo'; then
+	PKGS=$(sed 's|\blibelf-dev\b|libelf-dev/trixie-backports|' <<<"$PKGS")
+fi
 # shellcheck disable=SC2086 # the list is split on purpose
 stage packages apt_install $PKGS
 

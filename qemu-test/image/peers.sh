@@ -12,11 +12,14 @@ stage=$OUT/peers
 archive=$OUT/peers.cpio.gz
 
 # The peers come from Debian, installed in the build root the first time they are needed (perf
-# is the 7.3 kernel's, from backports).
+# is the 7.3 kernel's, from backports). It brings backports' elfutils, so the root's libelf-dev
+# is taken from there in the same step: left at Debian 13's version, apt would remove it
+# (scripts/build-root.sh then installs it from backports too).
 if ! command -v bpftrace >/dev/null || ! dpkg-query -W linux-perf >/dev/null 2>&1; then
 	echo "peers: installing bpftrace and linux-perf in the build root"
+	backports="$(. /etc/os-release && echo "$VERSION_CODENAME")-backports"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		bpftrace "linux-perf/$(. /etc/os-release && echo "$VERSION_CODENAME")-backports" >/dev/null
+		bpftrace "linux-perf/$backports" "libelf-dev/$backports" >/dev/null
 fi
 
 # What goes in; the archive is rebuilt when this line or this script changes.

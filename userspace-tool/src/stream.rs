@@ -105,7 +105,8 @@ impl<'a> Pipeline<'a> {
             select: Selection::new(&o.types, &o.criteria).map_err(Error::bad_input)?,
             raw,
             pcap,
-            cgroups: live.then(|| Cgroups::new(crate::cgroup::root())),
+            // Only printed records show cgroup paths: a quiet follow walks no cgroup tree.
+            cgroups: (live && !quiet).then(|| Cgroups::new(crate::cgroup::root())),
             records: 0,
             lost: 0,
         })

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use tcplog_ctl::{self as abi, EventBody, InterimBody, LimitBody, PacketBody, SummaryBody};
 
-use super::{direction_name, own_name, owner, packet_view, rfc3339_shown, Context, Owner};
+use super::{direction_name, names_with_owner, owner, packet_view, rfc3339_shown, Context, Owner};
 use crate::escape::{self, hex, until_nul};
 use crate::record::{
     close_name, config_item_name, errno_name, event_proto_name, family_name, ip, op_name,
@@ -68,26 +68,14 @@ impl Formatter for SafeFormatter {
             return w.write_all(bytes);
         }
         let mut start = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            if (0x20..0x7f).contains(&b) {
-                i += 1;
-                continue;
-            }
-            let c = fragment[i..]
-                .chars()
-                .next()
-                .expect("a character starts here");
-            let len = c.len_utf8();
+        for (i, c) in fragment.char_indices() {
             if escape::is_unsafe(c) {
                 w.write_all(&bytes[start..i])?;
                 for unit in c.encode_utf16(&mut [0u16; 2]) {
                     write!(w, "\\u{unit:04x}")?;
                 }
-                start = i + len;
+                start = i + c.len_utf8();
             }
-            i += len;
         }
         w.write_all(&bytes[start..])
     }
@@ -169,20 +157,9 @@ impl Serialize for Json<'_> {
         if matches!(r.body, Body::Event(_) | Body::Summary(_) | Body::Interim(_)) {
             owner_entries(&mut m, o.as_ref())?;
         }
-        // The `_hex` fields of `outside_names`, in its order.
-        let mut hex_unless_utf8 = |key: &str, bytes: &[u8]| match std::str::from_utf8(bytes) {
-            Ok(_) => Ok(()),
-            Err(_) => m.serialize_entry(&format!("{key}_hex"), &hex(bytes)),
-        };
-        if let Some((key, bytes)) = own_name(r) {
-            hex_unless_utf8(key, bytes)?;
-        }
-        if let Some(o) = &o {
-            if let Some(p) = o.path {
-                hex_unless_utf8("cgroup", p)?;
-            }
-            if let Some(c) = &o.container {
-                hex_unless_utf8("container", &c.id)?;
+        for (key, bytes) in names_with_owner(r, o.as_ref()) {
+            if std::str::from_utf8(bytes).is_err() {
+                m.serialize_entry(&format!("{key}_hex"), &hex(bytes))?;
             }
         }
         m.end()

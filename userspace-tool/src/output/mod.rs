@@ -140,24 +140,27 @@ pub fn packet_view<'a>(p: &PacketBody, d: &'a [u8]) -> PacketView<'a> {
 /// subtree) names it, so these can be any bytes: every format shows them through
 /// [`crate::escape`].
 pub fn outside_names<'r>(r: &'r Record, ctx: &Context<'r>) -> Vec<(&'static str, Vec<u8>)> {
-    let mut v = Vec::new();
-    if let Some((key, bytes)) = own_name(r) {
-        v.push((key, bytes.to_vec()));
-    }
-    if let Some(o) = owner(r, ctx) {
-        if let Some(p) = o.path {
-            v.push(("cgroup", p.to_vec()));
-        }
-        if let Some(c) = o.container {
-            v.push(("container", c.id));
-        }
-    }
-    v
+    let o = owner(r, ctx);
+    names_with_owner(r, o.as_ref())
+        .map(|(key, bytes)| (key, bytes.to_vec()))
+        .collect()
+}
+
+/// [`outside_names`], borrowed, for a record whose [`owner`] is already known.
+pub fn names_with_owner<'a>(
+    r: &'a Record,
+    o: Option<&'a Owner<'a>>,
+) -> impl Iterator<Item = (&'static str, &'a [u8])> {
+    let path = o.and_then(|o| o.path).map(|p| ("cgroup", p));
+    let container = o
+        .and_then(|o| o.container.as_ref())
+        .map(|c| ("container", c.id.as_slice()));
+    own_name(r).into_iter().chain(path).chain(container)
 }
 
 /// The name the record itself carries from outside, if any: a process's `comm` (where the
 /// record knows its process) or a packet's `ifname`.
-pub fn own_name(r: &Record) -> Option<(&'static str, &[u8])> {
+fn own_name(r: &Record) -> Option<(&'static str, &[u8])> {
     fn comm(c: &[u8; 16]) -> (&'static str, &[u8]) {
         ("comm", until_nul(c))
     }

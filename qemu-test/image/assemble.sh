@@ -15,8 +15,8 @@ stage=$OUT/initramfs
 rel=/src/target/buildroot/release
 
 # Kernel modules the tests need, from the kernel's modules package, with their dependencies
-# (nf_conntrack and its netlink interface: the benchmarks' conntrack peer).
-MODULES="veth nf_conntrack_netlink"
+# (nf_conntrack and its netlink interface: the benchmarks' conntrack peer; nf_tables: their floor).
+MODULES="veth nf_conntrack_netlink nf_tables"
 
 rm -rf "$stage"
 mkdir -p "$stage"

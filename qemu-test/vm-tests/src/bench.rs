@@ -4,7 +4,8 @@
 //! machine's; compare them with each other, within one run.
 //!
 //! Every configuration (the module not loaded, loaded but disabled, enabled with and without
-//! readers, the peers: tcpdump, bpftrace's tcplife, conntrack) runs every workload once in each
+//! readers, the floor of tcplog's hooks doing nothing (`floor.rs`), the peers: tcpdump,
+//! bpftrace's tcplife, conntrack) runs every workload once in each
 //! of several rounds. A round runs the configurations one after another, in an order shuffled
 //! afresh for each round, so that drift in the emulator's speed (on a host shared with other work)
 //! and what one configuration leaves behind hit them all alike. A row of the table shows the median round, the spread (the lowest
@@ -534,6 +535,7 @@ enum Cfg {
     FollowFile,
     FollowJson,
     Headers,
+    Floor,
     Tcpdump,
     Bpftrace,
     Conntrack,
@@ -550,13 +552,14 @@ const CONNTRACK_MODULES: [&str; 4] = [
 ];
 
 impl Cfg {
-    const ALL: [Cfg; 9] = [
+    const ALL: [Cfg; 10] = [
         Cfg::Unloaded,
         Cfg::Disabled,
         Cfg::Enabled,
         Cfg::FollowFile,
         Cfg::FollowJson,
         Cfg::Headers,
+        Cfg::Floor,
         Cfg::Tcpdump,
         Cfg::Bpftrace,
         Cfg::Conntrack,
@@ -570,6 +573,7 @@ impl Cfg {
             Cfg::FollowFile => "enabled, follow -q -w FILE",
             Cfg::FollowJson => "enabled, follow --json > FILE",
             Cfg::Headers => "log body, snap 128, follow -w",
+            Cfg::Floor => "floor: tcplog's hooks, empty",
             Cfg::Tcpdump => "peer: tcpdump -s 128 -w FILE",
             Cfg::Bpftrace => "peer: bpftrace tcplife.bt",
             Cfg::Conntrack => "peer: conntrack acct, -E",
@@ -584,14 +588,19 @@ impl Cfg {
             Cfg::FollowFile => "follow-w",
             Cfg::FollowJson => "json",
             Cfg::Headers => "headers",
+            Cfg::Floor => "floor",
             Cfg::Tcpdump => "tcpdump",
             Cfg::Bpftrace => "bpftrace",
             Cfg::Conntrack => "conntrack",
         }
     }
 
+    /// Not tcplog: left out of later rounds if it fails.
     fn peer(self) -> bool {
-        matches!(self, Cfg::Tcpdump | Cfg::Bpftrace | Cfg::Conntrack)
+        matches!(
+            self,
+            Cfg::Floor | Cfg::Tcpdump | Cfg::Bpftrace | Cfg::Conntrack
+        )
     }
 
     fn applies(self, w: Work) -> bool {
@@ -599,7 +608,9 @@ impl Cfg {
             Work::Churn => true,
             Work::Churn2 => !matches!(self, Cfg::FollowJson | Cfg::Headers | Cfg::Tcpdump),
             // tcplife's cost is per connection: one connection shows nothing.
-            Work::BulkLo | Work::BulkVeth => !matches!(self, Cfg::FollowJson | Cfg::Bpftrace),
+            Work::BulkLo => !matches!(self, Cfg::FollowJson | Cfg::Bpftrace),
+            // The floor's netfilter chains are in this namespace only.
+            Work::BulkVeth => !matches!(self, Cfg::FollowJson | Cfg::Bpftrace | Cfg::Floor),
         }
     }
 
@@ -614,6 +625,7 @@ impl Cfg {
     fn setup(self) -> Result<Option<Proc>, String> {
         match self {
             Cfg::Unloaded | Cfg::Tcpdump => Ok(None),
+            Cfg::Floor => crate::floor::arm().map(|()| None),
             Cfg::Disabled => sys::insmod(&["enabled=0"]).map(|()| None),
             Cfg::Enabled | Cfg::FollowFile | Cfg::FollowJson => sys::insmod(&[]).map(|()| None),
             Cfg::Headers => {
@@ -646,6 +658,9 @@ impl Cfg {
         if self.module() {
             sys::rmmod()?;
         }
+        if self == Cfg::Floor {
+            crate::floor::disarm()?;
+        }
         if self == Cfg::Conntrack {
             for m in CONNTRACK_MODULES {
                 sys::run_ok("rmmod", &[m])?;
@@ -658,6 +673,9 @@ impl Cfg {
     fn cleanup(self, e: String) -> String {
         if self.module() && sys::module_loaded() {
             sys::rmmod().ok();
+        }
+        if self == Cfg::Floor {
+            crate::floor::disarm().ok();
         }
         if self == Cfg::Conntrack {
             for m in CONNTRACK_MODULES {

@@ -10,6 +10,7 @@ mod bench;
 mod craft;
 mod dev;
 mod fixtures;
+mod floor;
 mod fuzz;
 mod harness;
 mod klog;

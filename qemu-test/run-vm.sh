@@ -5,8 +5,8 @@
 #   test [FILTER]    run the in-VM suite (or the tests matching FILTER)
 #   demo             the demonstration README's main command shows
 #   bench [WORDS]    the benchmarks (numbers, not verdicts); WORDS, joined by commas: quick (fewer
-#                    rounds), and the sections to run (ring, churn, churn2, bulk, memory; all by
-#                    default)
+#                    rounds), icount (the VM's clock counts instructions, see below), and the
+#                    sections to run (ring, churn, churn2, bulk, memory; all by default)
 #   profile [WORDS]  where the time goes (perf) in churn and bulk with tcplog enabled; WORDS: quick,
 #                    churn, bulk
 #   shell            an interactive shell in the VM (serial console)
@@ -143,18 +143,33 @@ esac
 # jump label while tracepoints, probes or modules come and go, with or without tcplog (see
 # qemu-test/vm-tests/src/t_adv_cycles.rs). Only the benchmarks, which want both host cores, run
 # multi-threaded. TCPLOG_VM_ACCEL overrides either.
+#
+# A benchmark with the word icount runs with QEMU's -icount: the guest's clocks advance one
+# nanosecond per instruction executed (by either vCPU, which take turns on one host thread), and
+# jump over idle time. Its rates and CPU times then count instructions, immune to how fast the
+# host happens to run; the price is that every instruction costs the same (no caches, no
+# contention) and the two vCPUs never run at once.
+icount=()
 case "$mode" in
-bench | profile) accel=${TCPLOG_VM_ACCEL:-tcg} ;;
+bench | profile)
+	accel=${TCPLOG_VM_ACCEL:-tcg}
+	case ",$filter," in
+	*,icount,*)
+		accel=${TCPLOG_VM_ACCEL:-tcg,thread=single}
+		icount=(-icount shift=0,sleep=off)
+		;;
+	esac
+	;;
 *) accel=${TCPLOG_VM_ACCEL:-tcg,thread=single} ;;
 esac
-qemu=(qemu-system-x86_64 -accel "$accel" -cpu max -smp 2 -m "$mem" -nodefaults -display none
-	-no-reboot -kernel "$kernel" -initrd "$out/initramfs.cpio.gz" -append "$append")
+qemu=(qemu-system-x86_64 -accel "$accel" "${icount[@]}" -cpu max -smp 2 -m "$mem" -nodefaults
+	-display none -no-reboot -kernel "$kernel" -initrd "$out/initramfs.cpio.gz" -append "$append")
 if [ "$mode" = shell ]; then
 	exec "${qemu[@]}" -serial mon:stdio
 fi
 qemu+=(-serial "file:$out/console.log" -serial "file:$out/results.log")
 
-echo "[vm] lane $lane: kernel $krel, $mem MB, accel $accel"
+echo "[vm] lane $lane: kernel $krel, $mem MB, accel $accel${icount:+ ${icount[*]}}"
 start=$(date +%s)
 set +e
 timeout --foreground "$timeout_s" "${qemu[@]}" &

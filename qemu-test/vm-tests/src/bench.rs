@@ -34,6 +34,8 @@ use crate::sys;
 /// What a run does: the sections asked for, and how much of each.
 struct Plan {
     quick: bool,
+    /// The VM's clock counts instructions (run-vm.sh gave QEMU `-icount`).
+    icount: bool,
     sections: Vec<String>,
     rounds: usize,
     /// Connections per churn measurement.
@@ -47,21 +49,25 @@ const SECTIONS: [&str; 5] = ["ring", "churn", "churn2", "bulk", "memory"];
 impl Plan {
     fn parse(words: Option<&str>) -> Result<Plan, String> {
         let mut quick = false;
+        let mut icount = false;
         let mut sections = Vec::new();
         for w in words.unwrap_or("").split(',').filter(|w| !w.is_empty()) {
             if w == "quick" {
                 quick = true;
+            } else if w == "icount" {
+                icount = true;
             } else if SECTIONS.contains(&w) {
                 sections.push(w.to_owned());
             } else {
                 return Err(format!(
-                    "unknown word '{w}' (quick, {})",
+                    "unknown word '{w}' (quick, icount, {})",
                     SECTIONS.join(", ")
                 ));
             }
         }
         Ok(Plan {
             quick,
+            icount,
             sections,
             rounds: if quick { 3 } else { 5 },
             conns: if quick { 600 } else { 2000 },
@@ -79,12 +85,20 @@ pub fn main(words: Option<&str>) -> Result<(), String> {
     let plan = Plan::parse(words)?;
     let start = Instant::now();
     println!(
-        "bench: {} rounds{}; {} connections per churn, {} MiB per bulk transfer",
+        "bench: {} rounds{}{}; {} connections per churn, {} MiB per bulk transfer",
         plan.rounds,
         if plan.quick { " (quick)" } else { "" },
+        if plan.icount {
+            ", clock counting instructions (-icount): times and rates are instruction counts"
+        } else {
+            ""
+        },
         plan.conns,
         plan.bytes >> 20
     );
+    // What every timestamp costs depends on it (a TSC read, or an emulated device's register).
+    let clock = std::fs::read_to_string(CLOCKSOURCE).unwrap_or_default();
+    println!("bench: clocksource {}", clock.trim());
     if sys::module_loaded() {
         sys::rmmod()?;
     }
@@ -108,6 +122,8 @@ pub fn main(words: Option<&str>) -> Result<(), String> {
     }
     Ok(())
 }
+
+const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
 
 // ---------------------------------------------------------------------------------------------
 // The ring alone: MARK records, no socket.
@@ -536,6 +552,7 @@ enum Cfg {
     FollowJson,
     Headers,
     Floor,
+    FloorProbes,
     Tcpdump,
     Bpftrace,
     Conntrack,
@@ -552,7 +569,7 @@ const CONNTRACK_MODULES: [&str; 4] = [
 ];
 
 impl Cfg {
-    const ALL: [Cfg; 10] = [
+    const ALL: [Cfg; 11] = [
         Cfg::Unloaded,
         Cfg::Disabled,
         Cfg::Enabled,
@@ -560,6 +577,7 @@ impl Cfg {
         Cfg::FollowJson,
         Cfg::Headers,
         Cfg::Floor,
+        Cfg::FloorProbes,
         Cfg::Tcpdump,
         Cfg::Bpftrace,
         Cfg::Conntrack,
@@ -574,6 +592,7 @@ impl Cfg {
             Cfg::FollowJson => "enabled, follow --json > FILE",
             Cfg::Headers => "log body, snap 128, follow -w",
             Cfg::Floor => "floor: tcplog's hooks, empty",
+            Cfg::FloorProbes => "floor without netfilter",
             Cfg::Tcpdump => "peer: tcpdump -s 128 -w FILE",
             Cfg::Bpftrace => "peer: bpftrace tcplife.bt",
             Cfg::Conntrack => "peer: conntrack acct, -E",
@@ -589,6 +608,7 @@ impl Cfg {
             Cfg::FollowJson => "json",
             Cfg::Headers => "headers",
             Cfg::Floor => "floor",
+            Cfg::FloorProbes => "floor-probes",
             Cfg::Tcpdump => "tcpdump",
             Cfg::Bpftrace => "bpftrace",
             Cfg::Conntrack => "conntrack",
@@ -599,18 +619,24 @@ impl Cfg {
     fn peer(self) -> bool {
         matches!(
             self,
-            Cfg::Floor | Cfg::Tcpdump | Cfg::Bpftrace | Cfg::Conntrack
+            Cfg::Floor | Cfg::FloorProbes | Cfg::Tcpdump | Cfg::Bpftrace | Cfg::Conntrack
         )
     }
 
     fn applies(self, w: Work) -> bool {
         match w {
             Work::Churn => true,
-            Work::Churn2 => !matches!(self, Cfg::FollowJson | Cfg::Headers | Cfg::Tcpdump),
+            Work::Churn2 => !matches!(
+                self,
+                Cfg::FollowJson | Cfg::Headers | Cfg::Tcpdump | Cfg::FloorProbes
+            ),
             // tcplife's cost is per connection: one connection shows nothing.
-            Work::BulkLo => !matches!(self, Cfg::FollowJson | Cfg::Bpftrace),
+            Work::BulkLo => !matches!(self, Cfg::FollowJson | Cfg::Bpftrace | Cfg::FloorProbes),
             // The floor's netfilter chains are in this namespace only.
-            Work::BulkVeth => !matches!(self, Cfg::FollowJson | Cfg::Bpftrace | Cfg::Floor),
+            Work::BulkVeth => !matches!(
+                self,
+                Cfg::FollowJson | Cfg::Bpftrace | Cfg::Floor | Cfg::FloorProbes
+            ),
         }
     }
 
@@ -625,7 +651,8 @@ impl Cfg {
     fn setup(self) -> Result<Option<Proc>, String> {
         match self {
             Cfg::Unloaded | Cfg::Tcpdump => Ok(None),
-            Cfg::Floor => crate::floor::arm().map(|()| None),
+            Cfg::Floor => crate::floor::arm(true).map(|()| None),
+            Cfg::FloorProbes => crate::floor::arm(false).map(|()| None),
             Cfg::Disabled => sys::insmod(&["enabled=0"]).map(|()| None),
             Cfg::Enabled | Cfg::FollowFile | Cfg::FollowJson => sys::insmod(&[]).map(|()| None),
             Cfg::Headers => {
@@ -658,7 +685,7 @@ impl Cfg {
         if self.module() {
             sys::rmmod()?;
         }
-        if self == Cfg::Floor {
+        if matches!(self, Cfg::Floor | Cfg::FloorProbes) {
             crate::floor::disarm()?;
         }
         if self == Cfg::Conntrack {
@@ -674,7 +701,7 @@ impl Cfg {
         if self.module() && sys::module_loaded() {
             sys::rmmod().ok();
         }
-        if self == Cfg::Floor {
+        if matches!(self, Cfg::Floor | Cfg::FloorProbes) {
             crate::floor::disarm().ok();
         }
         if self == Cfg::Conntrack {
@@ -1563,7 +1590,8 @@ mod tests {
     #[test]
     fn plans() {
         let p = Plan::parse(Some("quick,churn")).unwrap();
-        assert!(p.quick && p.wants("churn") && !p.wants("bulk"));
+        assert!(p.quick && !p.icount && p.wants("churn") && !p.wants("bulk"));
+        assert!(Plan::parse(Some("icount,churn")).unwrap().icount);
         assert!(Plan::parse(None).unwrap().wants("memory"));
         assert!(Plan::parse(Some("fast")).is_err());
     }

@@ -10,6 +10,7 @@
 //!   this namespace only, where the churn runs.
 //!
 //! Tracing is turned off, so the events' handlers find the ring buffer off and write nothing.
+//! The floor without netfilter (the probes alone) tells the packet hooks' share apart.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -68,8 +69,9 @@ fn write(path: &str, what: &str, append: bool) -> Result<(), String> {
         .map_err(|e| format!("{path} <- {what:?}: {e}"))
 }
 
-/// Arms the floor; on failure, what was armed stays for [`disarm`].
-pub fn arm() -> Result<(), String> {
+/// Arms the floor, its netfilter chains if `netfilter`; on failure, what was armed stays for
+/// [`disarm`].
+pub fn arm(netfilter: bool) -> Result<(), String> {
     write("tracing_on", "0", false)?;
     for (func, ret) in FPROBES {
         let def = if ret {
@@ -87,6 +89,9 @@ pub fn arm() -> Result<(), String> {
     for tp in TRACEPOINTS {
         write(&format!("events/{tp}/enable"), "1", false)?;
     }
+    if !netfilter {
+        return Ok(());
+    }
     sys::run_ok("modprobe", &["nf_tables"])?;
     std::fs::write("/tmp/floor.nft", RULESET).map_err(|e| e.to_string())?;
     sys::run_ok("nft", &["-f", "/tmp/floor.nft"])?;
@@ -96,7 +101,7 @@ pub fn arm() -> Result<(), String> {
 /// Takes everything [`arm`] armed away again (whatever part of it is there).
 pub fn disarm() -> Result<(), String> {
     let mut errors = Vec::new();
-    if sys::run_ok("nft", &["list", "table", "inet", GROUP]).is_ok() {
+    if sys::run("nft", &["list", "table", "inet", GROUP]).is_ok_and(|o| o.status.success()) {
         if let Err(e) = sys::run_ok("nft", &["delete", "table", "inet", GROUP]) {
             errors.push(e);
         }

@@ -144,12 +144,13 @@ esac
 # qemu-test/vm-tests/src/t_adv_cycles.rs). Only the benchmarks, which want both host cores, run
 # multi-threaded. TCPLOG_VM_ACCEL overrides either.
 #
-# A benchmark with the word icount runs with QEMU's -icount: the guest's clocks advance one
-# nanosecond per instruction executed (by either vCPU, which take turns on one host thread), and
-# jump over idle time. Its rates and CPU times then count instructions, immune to how fast the
-# host happens to run; the price is that every instruction costs the same (no caches, no
-# contention) and the two vCPUs never run at once.
+# A benchmark with the word icount runs with QEMU's -icount on one vCPU: the guest's clocks
+# advance one nanosecond per instruction executed, and jump over idle time. Its rates and CPU
+# times then count instructions, immune to how fast the host happens to run (with two vCPUs
+# taking turns on one host thread, one spinning for the other would count too); the price is
+# that every instruction costs the same (no caches, no contention), on one CPU.
 icount=()
+smp=2
 case "$mode" in
 bench | profile)
 	accel=${TCPLOG_VM_ACCEL:-tcg}
@@ -157,19 +158,20 @@ bench | profile)
 	*,icount,*)
 		accel=${TCPLOG_VM_ACCEL:-tcg,thread=single}
 		icount=(-icount shift=0,sleep=off)
+		smp=1
 		;;
 	esac
 	;;
 *) accel=${TCPLOG_VM_ACCEL:-tcg,thread=single} ;;
 esac
-qemu=(qemu-system-x86_64 -accel "$accel" "${icount[@]}" -cpu max -smp 2 -m "$mem" -nodefaults
+qemu=(qemu-system-x86_64 -accel "$accel" "${icount[@]}" -cpu max -smp "$smp" -m "$mem" -nodefaults
 	-display none -no-reboot -kernel "$kernel" -initrd "$out/initramfs.cpio.gz" -append "$append")
 if [ "$mode" = shell ]; then
 	exec "${qemu[@]}" -serial mon:stdio
 fi
 qemu+=(-serial "file:$out/console.log" -serial "file:$out/results.log")
 
-echo "[vm] lane $lane: kernel $krel, $mem MB, accel $accel${icount:+ ${icount[*]}}"
+echo "[vm] lane $lane: kernel $krel, $smp CPUs, $mem MB, accel $accel${icount:+ ${icount[*]}}"
 start=$(date +%s)
 set +e
 timeout --foreground "$timeout_s" "${qemu[@]}" &

@@ -89,7 +89,7 @@ pub fn main(words: Option<&str>) -> Result<(), String> {
         plan.rounds,
         if plan.quick { " (quick)" } else { "" },
         if plan.icount {
-            ", clock counting instructions (-icount): times and rates are instruction counts"
+            ", one CPU whose clock counts instructions (-icount): times and rates are instruction counts"
         } else {
             ""
         },
@@ -108,6 +108,8 @@ pub fn main(words: Option<&str>) -> Result<(), String> {
     let works: Vec<Work> = Work::ALL
         .into_iter()
         .filter(|w| plan.wants(w.section()))
+        // One CPU under -icount: no producers on two.
+        .filter(|w| !(plan.icount && *w == Work::Churn2))
         .collect();
     let mut tables = String::new();
     if !works.is_empty() {
@@ -1242,7 +1244,9 @@ pub fn profile(words: Option<&str>) -> Result<(), String> {
                 "-e",
                 "cpu-clock",
                 "-F",
-                "999",
+                // Under -icount a second is a billion instructions, which the churn runs through
+                // in a fraction of a wall-clock second: sample more often.
+                if plan.icount { "9999" } else { "999" },
                 "-o",
                 PERF_DATA,
             ],

@@ -11,6 +11,7 @@
 #include <linux/netdevice.h>
 #include <linux/netfilter.h>
 #include <linux/skbuff.h>
+#include <linux/sock_diag.h>
 #include <linux/tcp.h>
 #include <linux/timer.h>
 #include <linux/tracepoint.h>

@@ -206,7 +206,7 @@ impl Conns {
                 conn: *c,
                 now: Closed {
                     end_boot,
-                    info: tcp.inet().info(&self.keys),
+                    info: tcp.inet().info(),
                     stats: tcp.stats(),
                     err: 0,
                     fin_wait2: false,

@@ -1,57 +1,66 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The secret keys of the module's hashes, drawn once at load.
+//! The secret key of the module's table hashes, drawn once at load.
 //!
 //! Remote peers choose the addresses and ports of inbound packets, so the flow and limit tables
-//! hash with a key nobody outside can know: their chains cannot be flooded on purpose. Socket
-//! ids are keyed hashes of socket addresses, so records never reveal kernel addresses. The keys
-//! are a value that `TcpLog::init` makes and hands to whoever hashes; nothing hashes before it
-//! exists.
+//! hash with a key nobody outside can know: their chains cannot be flooded on purpose. The hash
+//! is the kernel's `hsiphash` (SipHash-1-3 on 64-bit machines), which is made for hash tables
+//! whose hashes stay inside: half the rounds of SipHash-2-4, on every packet. (Socket ids are
+//! the kernel's socket cookies, see `sock.rs`: no hash of an address.) The key is a value that
+//! `TcpLog::init` makes and hands to whoever hashes; nothing hashes before it exists.
 
 use kernel::bindings;
 
-/// The keys; one for table hashing, one for socket ids, so neither output helps to guess the
-/// other.
+/// The key.
 #[derive(Clone, Copy)]
 pub(crate) struct HashKeys {
-    table: bindings::siphash_key_t,
-    ids: bindings::siphash_key_t,
+    table: bindings::hsiphash_key_t,
+}
+
+/// A table hash from a 32-bit `hsiphash`: in the high half, where the tables take their bucket
+/// from.
+fn wide(h: u32) -> u64 {
+    u64::from(h) << 32
 }
 
 impl HashKeys {
-    /// Draws new keys from the kernel's random pool.
+    /// Draws a new key from the kernel's random pool.
     pub(crate) fn new() -> Self {
-        let mut k = [0u64; 4];
-        // SAFETY: `k` is 32 writable bytes.
+        let mut k = [0u64; 2];
+        // SAFETY: `k` is 16 writable bytes.
         unsafe { bindings::get_random_bytes(k.as_mut_ptr().cast(), core::mem::size_of_val(&k)) };
         HashKeys {
-            table: bindings::siphash_key_t { key: [k[0], k[1]] },
-            ids: bindings::siphash_key_t { key: [k[2], k[3]] },
+            table: bindings::hsiphash_key_t {
+                key: [k[0] as _, k[1] as _],
+            },
         }
     }
 
-    /// SipHash of `bytes` with the table key.
+    /// The hash of `bytes`.
     pub(crate) fn hash(&self, bytes: &[u8]) -> u64 {
         // SAFETY: `bytes` is readable for its length (no alignment needed) and the key is valid.
-        unsafe { bindings::__siphash_unaligned(bytes.as_ptr().cast(), bytes.len(), &self.table) }
+        wide(unsafe {
+            bindings::__hsiphash_unaligned(bytes.as_ptr().cast(), bytes.len(), &self.table)
+        })
     }
 
-    /// SipHash of one word with the table key: cheaper than [`HashKeys::hash`] of its bytes.
+    /// The hash of one word: cheaper than [`HashKeys::hash`] of its bytes.
     pub(crate) fn hash_word(&self, w: u64) -> u64 {
         // SAFETY: The key is valid.
-        unsafe { bindings::siphash_1u64(w, &self.table) }
+        wide(unsafe { bindings::hsiphash_2u32(w as u32, (w >> 32) as u32, &self.table) })
     }
 
-    /// SipHash of two words with the table key.
+    /// The hash of two words.
     pub(crate) fn hash_words(&self, a: u64, b: u64) -> u64 {
         // SAFETY: The key is valid.
-        unsafe { bindings::siphash_2u64(a, b, &self.table) }
-    }
-
-    /// The id of the socket at `addr` in records: the same for every record about one socket,
-    /// distinct among sockets that exist at once, and no clue to where the kernel keeps it.
-    pub(crate) fn sock_id(&self, addr: usize) -> u64 {
-        // SAFETY: The key is valid; the address is only hashed.
-        unsafe { bindings::siphash_1u64(addr as u64, &self.ids) }
+        wide(unsafe {
+            bindings::hsiphash_4u32(
+                a as u32,
+                (a >> 32) as u32,
+                b as u32,
+                (b >> 32) as u32,
+                &self.table,
+            )
+        })
     }
 }

@@ -76,9 +76,9 @@ impl Mptcp {
         }))
     }
 
-    fn link(&self, subflow: usize, parent: usize) {
+    /// Subflow socket `subflow` belongs to the MPTCP connection whose socket id is `id`.
+    fn link(&self, subflow: usize, id: u64) {
         let h = self.keys.hash_word(subflow as u64);
-        let id = self.keys.sock_id(parent);
         // A full table leaves the subflow without a parent: its summary says 0.
         let mut t = self.parents.lock();
         let _ = t.insert(subflow, h, id);
@@ -224,8 +224,10 @@ impl Hook for SubflowCreate {
             let sock = core::ptr::read(call.new_sock as *const *const socket);
             Sock::of_socket(sock)
         };
-        if let Some(ssk) = ssk {
-            log.mptcp.link(ssk.addr(), call.msk);
+        // SAFETY: The caller holds the MPTCP socket for the call, which has not returned yet.
+        let msk = unsafe { Sock::from_ptr(call.msk as *const sock) };
+        if let (Some(ssk), Some(msk)) = (ssk, msk) {
+            log.mptcp.link(ssk.addr(), msk.cookie());
         }
     }
 }
@@ -246,10 +248,11 @@ impl Hook for CloneInit {
     }
 
     fn exit(log: &Log, regs: &Regs<'_>, ssk: &usize) {
-        // The new socket is only an address here: it is hashed, never read.
-        let msk = regs.ret();
-        if msk != 0 {
-            log.mptcp.link(*ssk, msk);
+        // SAFETY: The function returns the new MPTCP socket (or null), which its caller holds a
+        // reference to.
+        let msk = unsafe { Sock::from_ptr(regs.ret() as *const sock) };
+        if let Some(msk) = msk {
+            log.mptcp.link(*ssk, msk.cookie());
         }
     }
 }

@@ -21,7 +21,6 @@ use core::ptr::NonNull;
 
 use crate::abi;
 use crate::bindings::{self, sock};
-use crate::keys::HashKeys;
 
 macro_rules! rd {
     ($place:expr) => {
@@ -107,6 +106,18 @@ impl<'a> Sock<'a> {
     /// The socket's address: the key of the connection table (never dereferenced there).
     pub(crate) fn addr(&self) -> usize {
         self.ptr.as_ptr() as usize
+    }
+
+    /// The socket's cookie, its id in records: the kernel's own id of the socket, made on first
+    /// use and unique since boot (an address is reused, a cookie never), the `sk:` that `ss -e`
+    /// shows and `bpf_get_socket_cookie` returns. No clue to where the kernel keeps the socket.
+    pub(crate) fn cookie(&self) -> u64 {
+        let mut c = [0u32; 2];
+        // SAFETY: By the type invariant the socket is live. `sock_diag_save_cookie` reads its
+        // cookie, or sets it if unset (atomically, with preemption disabled: callable in any
+        // context), and writes it to the two `u32`s of `c`.
+        unsafe { bindings::sock_diag_save_cookie(self.ptr.as_ptr(), c.as_mut_ptr()) };
+        u64::from(c[0]) | u64::from(c[1]) << 32
     }
 
     pub(crate) fn family(&self) -> u16 {
@@ -197,7 +208,7 @@ impl<'a> InetSock<'a> {
     }
 
     /// The socket's description as records carry it.
-    pub(crate) fn info(&self, keys: &HashKeys) -> SockInfo {
+    pub(crate) fn info(&self) -> SockInfo {
         let sk = self.raw();
         // SAFETY: By the invariants `sk` is the first member of a live `inet_sock`, and
         // `skc_net` points to its live namespace (a socket holds a reference to it, or belongs
@@ -226,7 +237,7 @@ impl<'a> InetSock<'a> {
             let (ty, proto) = (rd!((*sk).sk_type), rd!((*sk).sk_protocol));
             let mptcp = proto == IPPROTO_MPTCP;
             SockInfo {
-                sock_id: keys.sock_id(sk as usize),
+                sock_id: self.sock().cookie(),
                 mptcp,
                 netns: if net.is_null() {
                     0

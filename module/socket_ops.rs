@@ -134,7 +134,7 @@ impl Hook for Create {
         let sk = unsafe { Sock::of_socket(*sock as *const socket) };
         if let Some((inet, op)) = user_socket(sk, op::TCP_CREATE, op::UDP_CREATE) {
             if log.wants(op) {
-                events::emit(log, op, &inet.info(&log.keys), 0, 0, &Who::process());
+                events::emit(log, op, &inet.info(), 0, 0, &Who::process());
             }
         }
     }
@@ -182,7 +182,7 @@ impl Hook for Bind {
             return;
         };
         let result = errno_of(regs.ret_int());
-        let mut info = inet.info(&log.keys);
+        let mut info = inet.info();
         if result != 0 {
             info.lport = call.req.port;
             info.laddr = call.req.addr;
@@ -216,7 +216,7 @@ impl Hook for Listen {
         let sk = unsafe { again(call.sk) };
         if let Some((inet, op)) = user_socket(sk, op::TCP_LISTEN, 0) {
             let result = errno_of(regs.ret_int());
-            events::emit(log, op, &inet.info(&log.keys), result, 0, &Who::process());
+            events::emit(log, op, &inet.info(), result, 0, &Who::process());
         }
     }
 }
@@ -249,7 +249,7 @@ impl Hook for Accept {
         if let Some(id) = who.identity() {
             log.conns.update(inet.sock().addr(), |c| c.owner = Some(id));
         }
-        events::emit(log, op, &inet.info(&log.keys), 0, 0, &who);
+        events::emit(log, op, &inet.info(), 0, 0, &who);
     }
 }
 
@@ -316,7 +316,7 @@ impl Hook for Connect {
         } else {
             errno_of(r)
         };
-        let mut info = inet.info(&log.keys);
+        let mut info = inet.info();
         if info.rport == 0 {
             // It failed before the socket took the destination.
             info.rport = call.req.port;
@@ -409,7 +409,7 @@ impl Hook for DgramConnect {
             return;
         };
         let r = regs.ret_int();
-        let mut info = inet.info(&log.keys);
+        let mut info = inet.info();
         if r != 0 || info.rport == 0 {
             info.rport = call.req.port;
             info.raddr = call.req.addr;
@@ -453,7 +453,7 @@ fn implicit_bind(log: &Log, sk: usize) {
     let sk = unsafe { again(sk) };
     if let Some((inet, op)) = user_socket(sk, 0, op::UDP_BIND) {
         if inet.bound_port() != 0 {
-            let info = inet.info(&log.keys);
+            let info = inet.info();
             events::emit(log, op, &info, 0, abi::EVF_IMPLICIT, &Who::process());
         }
     }
@@ -472,7 +472,7 @@ impl Hook for Release {
         let sk = unsafe { socket_arg(regs, 0) };
         if let Some((inet, op)) = user_socket(sk, op::TCP_CLOSE, op::UDP_CLOSE) {
             if log.wants(op) {
-                events::emit(log, op, &inet.info(&log.keys), 0, 0, &Who::process());
+                events::emit(log, op, &inet.info(), 0, 0, &Who::process());
             }
         }
         false

@@ -120,7 +120,7 @@ fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
         });
         match done {
             Some((true, owner, start)) if user && log.wants(op::TCP_CONNECT) => {
-                let info = inet.info(&log.keys);
+                let info = inet.info();
                 async_connect_done(log, &info, owner, now.boot.saturating_sub(start));
             }
             Some(_) => {}
@@ -144,7 +144,7 @@ fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
         && log.wants(op::TCP_DISCONNECT)
     {
         let owner = log.conns.update(key, |c| c.owner).flatten();
-        let info = inet.info(&log.keys);
+        let info = inet.info();
         events::emit(
             log,
             op::TCP_DISCONNECT,
@@ -159,7 +159,7 @@ fn set_state_mptcp(log: &Log, inet: InetSock<'_>, old: c_int, new: c_int) {
     }
     let closed = Closed {
         end_boot: clock::boot_ns(),
-        info: inet.info(&log.keys),
+        info: inet.info(),
         stats: Default::default(),
         err: inet.sock().error(),
         fin_wait2: false,
@@ -196,7 +196,7 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
             // number (the data a Fast Open SYN carries comes after it): unless no SYN went out
             // (a repaired socket connects without one).
             let base = u64::from(tcp.stats().segs_out > 0);
-            let info = tcp.inet().info(&log.keys);
+            let info = tcp.inet().info();
             log.flows.confirm(&flow_key(&info), key);
             let now = clock::boot_ns();
             let done = log.conns.update(key, |c| {
@@ -213,7 +213,7 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
         }
         (TCP_SYN_RECV, TCP_ESTABLISHED) => {
             let at = Stamp::now();
-            let info = tcp.inet().info(&log.keys);
+            let info = tcp.inet().info();
             log.flows.confirm(&flow_key(&info), key);
             log.conns.track(
                 key,
@@ -247,7 +247,7 @@ fn set_state(log: &Log, tcp: TcpSock<'_>, old: c_int, new: c_int) {
             })
             .flatten();
         if disconnect {
-            let info = tcp.inet().info(&log.keys);
+            let info = tcp.inet().info();
             events::emit(
                 log,
                 op::TCP_DISCONNECT,
@@ -285,7 +285,7 @@ fn at_close(log: &Log, tcp: TcpSock<'_>, old: c_int) {
     let stats = tcp.stats();
     let closed = Closed {
         end_boot: clock::boot_ns(),
-        info: tcp.inet().info(&log.keys),
+        info: tcp.inet().info(),
         stats,
         err: tcp.sock().error(),
         // A socket leaves FIN_WAIT2 for CLOSE either when the peer's FIN came (it goes on as a

@@ -209,8 +209,8 @@ pub const IPPROTO_UDP: u8 = 17;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventBody {
-    /// Identifies the socket: the same in every record about it, distinct for all sockets that
-    /// exist at once (a keyed hash of the socket, with a key drawn at module load).
+    /// Identifies the socket: its cookie, the kernel's id of the socket, unique since boot (the
+    /// `sk:` that `ss -e` shows, and what `bpf_get_socket_cookie` returns).
     pub sock_id: u64,
     /// The network namespace: its inode number, as `ls -l /proc/PID/ns/net` shows it.
     pub netns: u32,

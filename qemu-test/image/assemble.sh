@@ -15,8 +15,9 @@ stage=$OUT/initramfs
 rel=/src/target/buildroot/release
 
 # Kernel modules the tests need, from the kernel's modules package, with their dependencies
-# (nf_conntrack and its netlink interface: the benchmarks' conntrack peer; nf_tables: their floor).
-MODULES="veth nf_conntrack_netlink nf_tables"
+# (nf_conntrack and its netlink interface: the benchmarks' conntrack peer; nf_tables: their floor;
+# tcp_diag: what ss asks).
+MODULES="veth nf_conntrack_netlink nf_tables tcp_diag"
 
 rm -rf "$stage"
 mkdir -p "$stage"
@@ -35,6 +36,7 @@ copy_bin() {
 copy_bin "$rel/tcplog" /usr/bin/tcplog
 copy_bin "$rel/tcplog-vm-tests" /usr/bin/tcplog-vm-tests
 copy_bin /usr/bin/ip /usr/local/bin/ip
+copy_bin /usr/bin/ss /usr/local/bin/ss
 copy_bin /usr/bin/tcpdump /usr/local/bin/tcpdump
 copy_bin /usr/sbin/conntrack /usr/local/bin/conntrack
 # Real programs for the tests of issue #10: curl (non-blocking connects, --mptcp) and socat.

@@ -58,6 +58,10 @@ pub fn all(h: &mut Harness) {
         "real: io_uring connect and accept: EINPROGRESS and the outcome (not the retry), the accept is the process's, exact summaries",
         io_uring,
     );
+    h.run(
+        "real: socket ids are the cookies ss -e shows (sk:), in both ends' events and summaries",
+        ss_cookies,
+    );
 }
 
 // Helper processes: `--mptcp-server ADDR RECV SEND` and `--mptcp-client ADDR SEND RECV`, as the
@@ -1822,6 +1826,89 @@ fn io_uring() -> TestResult {
         "client summary flags {:#x}",
         cl.flags
     );
+    Ok(())
+}
+
+/// The socket cookies `ss -tne` shows for TCP sockets with local port `port`, by remote port.
+fn ss_cookies_of(port: u16) -> Result<BTreeMap<u16, u64>, String> {
+    let out = sys::run_ok("ss", &["-tne", "state", "established"])?;
+    let port_of = |a: &str| a.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+    let mut by_peer = BTreeMap::new();
+    // "0 0 127.0.0.1:PORT 127.0.0.1:PEER uid:0 ino:123 sk:1f cgroup:/ <->" (no state column
+    // when one state is asked for).
+    for l in out.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (Some(local), Some(peer)) = (f.get(2), f.get(3)) else {
+            continue;
+        };
+        if port_of(local) != Some(port) {
+            continue;
+        }
+        let sk = f
+            .iter()
+            .find_map(|w| w.strip_prefix("sk:"))
+            .ok_or(format!("no sk: in {l:?}"))?;
+        let cookie = u64::from_str_radix(sk, 16).map_err(|e| format!("{l:?}: {e}"))?;
+        by_peer.insert(port_of(peer).ok_or(format!("{l:?}"))?, cookie);
+    }
+    Ok(by_peer)
+}
+
+fn ss_cookies() -> TestResult {
+    // ss asks sock_diag, whose TCP part is a module in Debian's kernel.
+    sys::run_ok("modprobe", &["tcp_diag"])?;
+    let d = fresh()?;
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = l.local_addr().unwrap().port();
+    let c = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let (s, _) = l.accept().map_err(|e| e.to_string())?;
+    let cport = c.local_addr().unwrap().port();
+    let client = ss_cookies_of(cport)?;
+    let server = ss_cookies_of(port)?;
+    let (Some(&ck), Some(&sk)) = (client.get(&port), server.get(&cport)) else {
+        return Err(format!(
+            "ss -tne lists client {client:?}, server {server:?}"
+        ));
+    };
+    ensure!(ck != sk, "one cookie for two sockets: {ck:#x}");
+    drop(c);
+    drop(s);
+    let mut recs = Vec::new();
+    wait_summaries(&d, &mut recs, 1)?;
+    let evs = events_of(&recs);
+    let id_of = |op: u16, lport: u16| {
+        evs.iter()
+            .find(|(_, e)| e.op == op && e.lport == lport)
+            .map(|(_, e)| e.sock_id)
+    };
+    ensure_eq!(
+        id_of(abi::op::TCP_CONNECT, cport),
+        Some(ck),
+        "the connect's socket id"
+    );
+    ensure_eq!(
+        id_of(abi::op::TCP_ACCEPT, port),
+        Some(sk),
+        "the accept's socket id"
+    );
+    ensure_eq!(
+        id_of(abi::op::TCP_CLOSE, cport),
+        Some(ck),
+        "the client's close"
+    );
+    ensure_eq!(
+        id_of(abi::op::TCP_CLOSE, port),
+        Some(sk),
+        "the server's close"
+    );
+    let sums = timed_summaries(&recs);
+    let sum_of = |lport: u16, rport: u16| {
+        sums.iter()
+            .find(|(_, s)| s.lport == lport && s.rport == rport)
+            .map(|(_, s)| s.sock_id)
+    };
+    ensure_eq!(sum_of(cport, port), Some(ck), "the client's summary");
+    ensure_eq!(sum_of(port, cport), Some(sk), "the server's summary");
     Ok(())
 }
 

@@ -26,14 +26,15 @@ fn wide(h: u32) -> u64 {
 impl HashKeys {
     /// Draws a new key from the kernel's random pool.
     pub(crate) fn new() -> Self {
-        let mut k = [0u64; 2];
-        // SAFETY: `k` is 16 writable bytes.
-        unsafe { bindings::get_random_bytes(k.as_mut_ptr().cast(), core::mem::size_of_val(&k)) };
-        HashKeys {
-            table: bindings::hsiphash_key_t {
-                key: [k[0] as _, k[1] as _],
-            },
-        }
+        let mut table = bindings::hsiphash_key_t::default();
+        // SAFETY: `table.key` is writable for its size.
+        unsafe {
+            bindings::get_random_bytes(
+                table.key.as_mut_ptr().cast(),
+                core::mem::size_of_val(&table.key),
+            )
+        };
+        HashKeys { table }
     }
 
     /// The hash of `bytes`.

@@ -2245,21 +2245,12 @@ mod tests {
         assert!(flow(&[&OPEN, &SENT_AND_FIN])
             .after_timewait(C, 0)
             .is_empty());
-        let client = |pkts_in, ip_bytes_in| SummaryBody {
-            bytes_sent: 10,
-            pkts_out: 4,
-            ip_bytes_out: 4 * 52 + 10,
-            pkts_in,
-            ip_bytes_in,
-            close: abi::close::FIN,
-            flags: abi::SUMF_IP_COUNTERS,
-            ..SummaryBody::default()
-        };
+        let client = with_counters(abi::close::FIN, (10, 0), (4, 4 * 52 + 10), (4, 4 * 52));
         assert_eq!(
-            compare(&f, "client", 7, &client(4, 4 * 52), true),
+            compare(&f, "client", 7, &client, true),
             Vec::<String>::new()
         );
-        assert!(!compare(&f, "client", 8, &client(4, 4 * 52), true).is_empty());
+        assert!(!compare(&f, "client", 8, &client, true).is_empty());
     }
 
     #[test]
